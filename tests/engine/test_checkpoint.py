@@ -1,0 +1,76 @@
+import pytest
+
+from training.engine.checkpoint import (
+    COMPLETE_MARKER,
+    checkpoint_path,
+    latest_checkpoint,
+    load_training_state,
+    prune_checkpoints,
+    remove_incomplete,
+    save_training_state,
+    writing_checkpoint,
+)
+
+
+def save(checkpoints, step):
+    with writing_checkpoint(checkpoints, step) as folder:
+        save_training_state(folder, {"step": step})
+    return checkpoint_path(checkpoints, step)
+
+
+def test_written_checkpoint_is_complete_and_loads_back(tmp_path):
+    folder = save(tmp_path, 10)
+
+    assert (folder / COMPLETE_MARKER).is_file()
+    assert latest_checkpoint(tmp_path) == folder
+    assert load_training_state(folder) == {"step": 10}
+
+
+def test_latest_is_the_highest_step_not_the_last_written(tmp_path):
+    save(tmp_path, 100)
+    save(tmp_path, 20)
+
+    assert latest_checkpoint(tmp_path) == checkpoint_path(tmp_path, 100)
+
+
+def test_failure_during_save_leaves_no_checkpoint(tmp_path):
+    save(tmp_path, 5)
+    with pytest.raises(RuntimeError), writing_checkpoint(tmp_path, 10) as folder:
+        (folder / "weights.bin").write_bytes(b"half")
+        raise RuntimeError("killed mid-save")
+
+    assert latest_checkpoint(tmp_path) == checkpoint_path(tmp_path, 5)
+    assert not checkpoint_path(tmp_path, 10).exists()
+
+
+def test_folders_left_by_a_kill_are_ignored_then_removed(tmp_path):
+    good = save(tmp_path, 5)
+    unmarked = checkpoint_path(tmp_path, 10)  # e.g. the HF Trainer killed before our marker
+    unmarked.mkdir()
+    (unmarked / "model.safetensors").write_bytes(b"half")
+    temp = tmp_path / ".tmp-checkpoint-15-123"  # our own loop killed before the rename
+    temp.mkdir()
+
+    assert latest_checkpoint(tmp_path) == good
+    assert sorted(p.name for p in remove_incomplete(tmp_path)) == [".tmp-checkpoint-15-123", "checkpoint-10"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-5"]
+
+
+def test_saving_the_same_step_again_replaces_it(tmp_path):
+    save(tmp_path, 5)
+    with writing_checkpoint(tmp_path, 5) as folder:
+        save_training_state(folder, {"step": 5, "again": True})
+
+    assert load_training_state(latest_checkpoint(tmp_path))["again"] is True
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for step in (1, 2, 3, 4):
+        save(tmp_path, step)
+    prune_checkpoints(tmp_path, keep=2)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_no_checkpoint_dir_means_nothing_to_resume(tmp_path):
+    assert latest_checkpoint(tmp_path / "missing") is None

@@ -1,0 +1,64 @@
+"""`python -m training.engine COMMAND --run-dir DIR`: load DIR/config.json, run COMMAND, write result.json.
+
+Exit codes: 0 when the command succeeded or was stopped by SIGTERM after saving a checkpoint
+(result.json says which), 2 on bad config or data (one message on stderr and in result.json),
+1 on a crash (traceback on stderr). Under torchrun every rank runs this; rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from training.engine.config import load_config
+from training.engine.errors import EngineError
+from training.engine.run_dir import Result, RunDir
+
+# Command name -> module exposing `Config` (a frozen dataclass) and `main(config, run_dir) -> Result`.
+# Modules load lazily so `make-tiny` does not pay for importing TRL.
+COMMANDS: dict[str, str] = {
+    "make-tiny": "training.engine.tiny",
+    "sft": "training.engine.sft",
+    "reward": "training.engine.reward",
+    "dpo": "training.engine.dpo",
+    "sample": "training.engine.sampling",
+}
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one engine command and return the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training.engine", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--run-dir", required=True, help="folder holding config.json and the input data")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked dataloaders would warn otherwise
+    try:
+        run_dir = RunDir(args.run_dir)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    command = importlib.import_module(COMMANDS[args.command])
+    try:
+        config = load_config(command.Config, run_dir.config_file)
+        result = command.main(config, run_dir)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        run_dir.write_result(Result(status="failed", error=str(error)))
+        return EXIT_BAD_INPUT
+    except BaseException as error:
+        # Record the failure for the web side, then let Python print the traceback and exit 1.
+        run_dir.write_result(Result(status="failed", error=f"{type(error).__name__}: {error}"))
+        raise
+    run_dir.write_result(result)
+    print(f"{args.command}: {result.status}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
