@@ -1,0 +1,120 @@
+"""REST API for authentication tokens and projects. One class per operation."""
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.login_throttle import (
+    client_address,
+    login_failure_record,
+    login_failures_clear,
+    login_is_blocked,
+)
+from annotation.markdown import render_markdown
+from annotation.models import Project, Role
+from annotation.selectors import membership_get, project_get_for_user, project_list_for_user, project_members
+
+
+class TokenObtainApi(APIView):
+    """Exchange a username and password for an API token (`Authorization: Token <key>`)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class TokenInputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+    class TokenOutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer}, auth=[])
+    def post(self, request):
+        serializer = self.TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        username = serializer.validated_data["username"]
+        address = client_address(request)
+        if login_is_blocked(username=username, address=address):
+            return Response(
+                {"detail": "Too many failed logins. Wait a few minutes before trying again."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
+        user = authenticate(request, username=username, password=serializer.validated_data["password"])
+        if user is None:
+            login_failure_record(username=username, address=address)
+            return Response({"detail": "Wrong username or password."}, status=status.HTTP_400_BAD_REQUEST)
+        login_failures_clear(username=username)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response(self.TokenOutputSerializer({"token": token.key}).data)
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    my_role = serializers.SerializerMethodField()
+    guidelines_html = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "name", "slug", "description", "is_archived", "created_at", "my_role",
+            "demonstrations_per_prompt", "accepts_required", "responses_per_task", "rankings_per_task",
+            "gold_rate", "lease_minutes", "guidelines_html",
+        ]
+
+    def get_my_role(self, project) -> str | None:
+        membership = membership_get(user=self.context["request"].user, project=project)
+        return membership.role if membership else None
+
+    def get_guidelines_html(self, project) -> str:
+        guideline = project.current_guideline
+        return str(render_markdown(guideline.body)) if guideline else ""
+
+
+class ProjectListApi(APIView):
+    """List the projects I belong to."""
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request):
+        projects = project_list_for_user(user=request.user)
+        return Response(ProjectOutputSerializer(projects, many=True, context={"request": request}).data)
+
+
+class ProjectDetailApi(APIView):
+    """One of my projects; 404 for projects I don't belong to."""
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        return Response(ProjectOutputSerializer(project, context={"request": request}).data)
+
+
+class ProjectMemberListApi(APIView):
+    """The members of a project and their roles (managers only)."""
+
+    class MemberOutputSerializer(serializers.Serializer):
+        user_id = serializers.IntegerField(source="user.id")
+        username = serializers.CharField(source="user.username")
+        role = serializers.ChoiceField(choices=Role.choices)
+        joined_at = serializers.DateTimeField(source="created_at")
+
+    @extend_schema(responses=MemberOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id, role=Role.MANAGER)
+        return Response(self.MemberOutputSerializer(project_members(project=project), many=True).data)
+
+
+class MarkdownPreviewApi(APIView):
+    """Render Markdown the way other people will see it (sanitised)."""
+
+    @extend_schema(
+        request=inline_serializer("MarkdownPreviewInput", {"text": serializers.CharField(allow_blank=True)}),
+        responses=inline_serializer("MarkdownPreviewOutput", {"html": serializers.CharField()}),
+    )
+    def post(self, request):
+        text = request.data.get("text", "")
+        if not isinstance(text, str) or len(text) > 100_000:
+            return Response({"detail": "text must be a string of at most 100,000 characters."}, status=400)
+        return Response({"html": str(render_markdown(text))})

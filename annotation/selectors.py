@@ -1,0 +1,54 @@
+"""Reads: which projects a user may see, and in which role."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.http import Http404
+
+from annotation.models import Membership, Project, Role
+
+
+def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Return the projects ``user`` belongs to (any role), newest membership data included."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def membership_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
+    """Return the user's memberships with their projects, in project-name order."""
+    return Membership.objects.filter(user=user).select_related("project").order_by("project__name")
+
+
+def membership_get(*, user: AbstractBaseUser, project: Project) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(user=user, project=project).first()
+
+
+def project_get_for_user(*, user: AbstractBaseUser, project_id: int | str, role: str = Role.LABELER) -> Project:
+    """Return the project if ``user`` holds at least ``role`` in it; otherwise raise 404.
+
+    A project the user can't see answers the same as one that doesn't exist, so ids leak nothing.
+    A member whose role is too low gets 404 too for the same reason.
+    """
+    try:
+        project = Project.objects.get(pk=int(project_id))
+    except (Project.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such project.") from exc
+    membership = membership_get(user=user, project=project)
+    if membership is None or not membership.has_role(role):
+        raise Http404("No such project.")
+    return project
+
+
+def user_has_role(*, user: AbstractBaseUser, project: Project, role: str) -> bool:
+    membership = membership_get(user=user, project=project)
+    return membership is not None and membership.has_role(role)
+
+
+def project_members(*, project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("user__username")
+
+
+def user_can_use_training_api(*, user: AbstractBaseUser) -> bool:
+    return bool(user.is_authenticated and user.has_perm("annotation.use_training_api"))
