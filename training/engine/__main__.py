@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "sft": "training.engine.sft",
     "reward": "training.engine.reward",
     "dpo": "training.engine.dpo",
+    "ppo": "training.engine.ppo",
     "sample": "training.engine.sampling",
 }
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked dataloaders would warn otherwise
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars flood the run log the web side shows
     try:
         run_dir = RunDir(args.run_dir)
     except EngineError as error:
