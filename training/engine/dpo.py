@@ -1,0 +1,101 @@
+"""`dpo`: Direct Preference Optimization with TRL's DPOTrainer, on the reward command's pairs.
+
+An alternative to reward + PPO: the policy learns from the pairs directly, kept close to a frozen
+copy of its starting weights (or, with LoRA, to the base weights with adapters off). Margins, groups
+and ranking weights are not part of TRL's DPO loss and are ignored here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.engine.config import TrainConfig, require
+from training.engine.data import group_split, read_preference_pairs
+from training.engine.hf import (
+    RunFolderCallback,
+    lora_config,
+    resume_checkpoint,
+    resume_step,
+    save_final_model,
+    trainer_arguments,
+)
+from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+
+_FIGURES = (
+    "train_loss",
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "eval_loss",
+    "eval_rewards/accuracies",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(TrainConfig):
+    learning_rate: float = 5e-7  # peak learning rate of AdamW (DPO wants a small one)
+    beta: float = 0.1  # strength of the pull towards the reference model; higher stays closer
+    train_file: str = "pairs.jsonl"  # preference pairs, relative to the run dir (same format as reward)
+    eval_fraction: float = 0.0  # share of pairs (whole rankings) held out to report eval figures
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.beta > 0, "beta must be positive")
+        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+
+
+def main(config: Config, run_dir: RunDir) -> Result:
+    """Train the policy on the pairs with DPO; save checkpoints, metrics and the final model."""
+    stop = StopSignal().install()
+    checkpoint = resume_checkpoint(run_dir)
+    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
+    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
+    trainer = build_trainer(config, run_dir, callbacks=[callback])
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    resumed_from = str(checkpoint) if checkpoint else None
+    if callback.stopped:
+        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
+
+    final = dict(callback.last_logs)
+    if trainer.eval_dataset is not None:
+        final.update(trainer.evaluate())
+    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
+    return Result(
+        status="succeeded",
+        metrics={key: final[key] for key in _FIGURES if key in final},
+        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
+        resumed_from=resumed_from,
+        step=trainer.state.global_step,
+    )
+
+
+def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
+    """Read and split the pairs, load policy and tokenizer, and return a ready DPOTrainer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    set_seed(config.seed)
+    pairs = read_preference_pairs(run_dir.input_file(config.train_file))
+    train_pairs, eval_pairs = group_split(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
+
+    source = run_dir.model_source(config.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    arguments = DPOConfig(**trainer_arguments(config, run_dir), beta=config.beta, eval_strategy="no")
+    return DPOTrainer(
+        model=model,  # without LoRA, DPOTrainer freezes a copy of it as the reference
+        args=arguments,
+        train_dataset=_dpo_rows(train_pairs),
+        eval_dataset=_dpo_rows(eval_pairs) if eval_pairs else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(config, task_type="CAUSAL_LM"),
+        callbacks=callbacks,
+    )
+
+
+def _dpo_rows(pairs: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{key: pair[key] for key in ("prompt", "chosen", "rejected")} for pair in pairs])

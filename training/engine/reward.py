@@ -1,0 +1,172 @@
+"""`reward`: train a reward model (one score per conversation) on preference pairs.
+
+Input `RUN_DIR/<train_file>` holds pairs `{"prompt", "chosen", "rejected", "margin", "group"}` (see
+data.py). The model is `AutoModelForSequenceClassification` with one label, scoring the last token.
+The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
+InstructGPT weighs a K-way ranking's C(K,2) comparisons; TRL's RewardTrainer supplies tokenisation
+(chat template), batching and the training loop, and we swap in that loss. Whole rankings are held
+out for `eval_accuracy`: the share of held-out pairs whose chosen answer scores higher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from trl import RewardTrainer
+from trl.trainer.reward_trainer import DataCollatorForPreference
+
+from training.engine.config import TrainConfig, require
+from training.engine.data import group_split, read_preference_pairs
+from training.engine.hf import (
+    RunFolderCallback,
+    lora_config,
+    resume_checkpoint,
+    resume_step,
+    save_final_model,
+    trainer_arguments,
+)
+from training.engine.losses import pairwise_reward_loss
+from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(TrainConfig):
+    learning_rate: float = 1e-5  # peak learning rate of AdamW
+    train_file: str = "pairs.jsonl"  # preference pairs, relative to the run dir
+    eval_file: str = ""  # held-out pairs; empty: hold out eval_fraction of the rankings of train_file
+    eval_fraction: float = 0.1  # share of pairs (whole rankings) held out when eval_file is empty
+    weigh_by_ranking: bool = True  # pairs weigh 1/(pairs of their ranking); false: every pair weighs 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+
+
+def main(config: Config, run_dir: RunDir) -> Result:
+    """Train the reward model; report held-out pairwise accuracy; save the final model."""
+    stop = StopSignal().install()
+    checkpoint = resume_checkpoint(run_dir)
+    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
+    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
+    trainer = build_trainer(config, run_dir, callbacks=[callback])
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    resumed_from = str(checkpoint) if checkpoint else None
+    if callback.stopped:
+        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
+
+    final = {
+        key: callback.last_logs[key]
+        for key in ("train_loss", "loss", "accuracy")
+        if key in callback.last_logs
+    }
+    if trainer.eval_dataset is not None:
+        final.update(held_out_figures(trainer))
+        metrics.log(trainer.state.global_step, **final)
+    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
+    return Result(
+        status="succeeded",
+        metrics=final,
+        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
+        resumed_from=resumed_from,
+        step=trainer.state.global_step,
+    )
+
+
+def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> RankingRewardTrainer:
+    """Read and split the pairs, load model and tokenizer, and return a ready trainer."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+    from trl import RewardConfig
+
+    set_seed(config.seed)
+    pairs = read_preference_pairs(run_dir.input_file(config.train_file))
+    if config.eval_file:
+        train_pairs, eval_pairs = pairs, read_preference_pairs(run_dir.input_file(config.eval_file))
+    else:
+        train_pairs, eval_pairs = group_split(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
+    if not config.weigh_by_ranking:
+        for pair in train_pairs:
+            pair["weight"] = 1.0
+
+    source = run_dir.model_source(config.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token
+    arguments = RewardConfig(**trainer_arguments(config, run_dir), eval_strategy="no")
+    return RankingRewardTrainer(
+        model=model,
+        args=arguments,
+        data_collator=WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
+        train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(config, task_type="SEQ_CLS"),
+        callbacks=callbacks,
+    )
+
+
+class WeightedPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator (chosen rows first, then rejected) plus each pair's weight."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().torch_call(examples)
+        batch["weight"] = torch.tensor(
+            [example.get("weight", 1.0) for example in examples], dtype=torch.float
+        )
+        return batch
+
+
+class RankingRewardTrainer(RewardTrainer):
+    """RewardTrainer whose loss weighs each pair by its ranking (see losses.pairwise_reward_loss)."""
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        chosen, rejected, outputs = score_pairs(model, inputs)
+        loss = pairwise_reward_loss(chosen, rejected, margins=inputs["margin"], weights=inputs["weight"])
+        mode = "train" if model.training else "eval"
+        with torch.no_grad():
+            accuracy = (chosen > rejected).float().mean()
+            self._metrics[mode]["accuracy"].append(
+                self.accelerator.gather_for_metrics(accuracy).mean().item()
+            )
+            margin = (chosen - rejected).mean()
+            self._metrics[mode]["reward_gap"].append(
+                self.accelerator.gather_for_metrics(margin).mean().item()
+            )
+        return (loss, outputs) if return_outputs else loss
+
+
+def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Score a collated batch in one forward pass; return (chosen scores, rejected scores, outputs)."""
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+    chosen, rejected = outputs.logits.squeeze(-1).float().chunk(2)
+    return chosen, rejected, outputs
+
+
+@torch.no_grad()
+def held_out_figures(trainer: RankingRewardTrainer) -> dict[str, float]:
+    """Return eval_accuracy (share of held-out pairs ranked right) and eval_loss over every held-out pair."""
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    correct, losses, weights = [], [], []
+    for batch in trainer.get_eval_dataloader():
+        batch = trainer._prepare_inputs(batch)
+        chosen, rejected, _ = score_pairs(model, batch)
+        correct.append(trainer.accelerator.gather_for_metrics(chosen > rejected))
+        pair_losses = -torch.nn.functional.logsigmoid(chosen - rejected - batch["margin"])
+        losses.append(trainer.accelerator.gather_for_metrics(pair_losses))
+        weights.append(trainer.accelerator.gather_for_metrics(batch["weight"]))
+    model.train(was_training)
+    correct_all, loss_all, weight_all = torch.cat(correct), torch.cat(losses), torch.cat(weights)
+    return {
+        "eval_accuracy": correct_all.float().mean().item(),
+        "eval_loss": ((loss_all * weight_all).sum() / weight_all.sum()).item(),
+        "eval_pairs": int(correct_all.numel()),
+    }

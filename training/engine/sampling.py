@@ -1,0 +1,153 @@
+"""`sample`: generate K answers per prompt from a model folder and write ranking-task JSONL.
+
+Input `RUN_DIR/<prompts_file>`: `{"messages": [...]}` or `{"context": [...]}` lines, optional "id".
+Output `RUN_DIR/<output_file>`: one line per prompt,
+    {"id": ..., "context": [messages], "responses": [{"content": str, "generator": str}, ... K]}
+Prompts go through `model.generate` in batches (left-padded, KV cache on), each expanded to K
+sampled answers. Lines are appended to `<output_file>.partial` batch by batch; a rerun after a
+kill or SIGTERM continues after the last complete line, and the file is renamed when all is done.
+Runs on one process (a sampling job is small next to training); under torchrun only rank 0 works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.engine.config import require
+from training.engine.data import read_prompts
+from training.engine.errors import EngineError
+from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal, is_main_process
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    model_path: str  # required: the policy's save_pretrained folder (absolute or relative to the run dir)
+    prompts_file: str = "prompts.jsonl"  # prompts, relative to the run dir
+    output_file: str = "samples.jsonl"  # ranking-task JSONL written here, relative to the run dir
+    num_responses: int = 4  # K: answers per prompt
+    max_new_tokens: int = 256  # longest answer in tokens; longer ones are cut
+    temperature: float = 1.0  # sampling temperature; 0 means greedy (then all K answers are equal)
+    top_p: float = 1.0  # nucleus sampling: keep the smallest token set with this much probability
+    batch_size: int = 8  # prompts per generate call (each expanded to num_responses sequences)
+    max_prompt_length: int = 1024  # prompts longer than this (in tokens) keep their last tokens
+    generator: str = ""  # label stored with every answer; empty: the model folder's name
+    seed: int = 0  # seeds sampling; batch i uses seed + i, so a resumed run draws the same answers
+    bf16: bool = False  # load the model in bfloat16 (GPU)
+
+    def __post_init__(self) -> None:
+        require(bool(self.model_path), "model_path must name a model folder")
+        require(self.num_responses >= 1, "num_responses must be at least 1")
+        require(self.max_new_tokens >= 1, "max_new_tokens must be at least 1")
+        require(self.temperature >= 0, "temperature must not be negative")
+        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
+
+
+def main(config: Config, run_dir: RunDir) -> Result:
+    """Sample K answers for every prompt and write them as ranking tasks."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output = run_dir.resolve(config.output_file)
+    if not is_main_process():
+        return Result(status="succeeded", paths={"samples": str(output)})
+    stop = StopSignal().install()
+    prompts = read_prompts(run_dir.input_file(config.prompts_file))
+    source = run_dir.model_source(config.model_path)
+    generator = config.generator or Path(source).name
+
+    partial = output.with_name(output.name + ".partial")
+    done = _complete_lines(partial)
+    metrics = MetricsLog(run_dir.metrics_file, resume_step=done)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+
+    with open(partial, "a", encoding="utf-8") as handle:
+        for start in range(done, len(prompts), config.batch_size):
+            if stop.requested:
+                return Result(status="stopped", step=start, paths={"partial": str(partial)})
+            batch = prompts[start : start + config.batch_size]
+            torch.manual_seed(config.seed + start // config.batch_size)
+            answers = generate_answers(model, tokenizer, [row["context"] for row in batch], config, device)
+            for row, texts in zip(batch, answers, strict=True):
+                task = {
+                    "context": row["context"],
+                    "responses": [{"content": t, "generator": generator} for t in texts],
+                }
+                if row["id"] is not None:
+                    task = {"id": row["id"], **task}
+                handle.write(json.dumps(task, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            metrics.log(start + len(batch), prompts_done=start + len(batch), prompts_total=len(prompts))
+
+    os.replace(partial, output)
+    return Result(
+        status="succeeded",
+        metrics={"prompts": len(prompts), "responses": len(prompts) * config.num_responses},
+        paths={"samples": str(output)},
+        step=len(prompts),
+    )
+
+
+def generate_answers(model, tokenizer, contexts: list[list[dict]], config: Config, device) -> list[list[str]]:
+    """Return num_responses answer texts for each context, in one batched generate call."""
+    import torch
+
+    texts = [
+        tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+        for context in contexts
+    ]
+    tokenizer.truncation_side = "left"  # keep the end of a long conversation: the turn to answer
+    inputs = tokenizer(
+        texts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=config.max_prompt_length,
+        add_special_tokens=False,  # the chat template already wrote every special token
+    ).to(device)
+    sampling = config.temperature > 0
+    with torch.no_grad():
+        sequences = model.generate(
+            **inputs,
+            max_new_tokens=config.max_new_tokens,
+            do_sample=sampling,
+            temperature=config.temperature if sampling else None,
+            top_p=config.top_p if sampling else None,
+            top_k=0 if sampling else None,  # no top-k cut unless asked: sample from the full distribution
+            num_return_sequences=config.num_responses,
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+        )
+    new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
+    decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    k = config.num_responses
+    return [[text.strip() for text in decoded[i * k : (i + 1) * k]] for i in range(len(contexts))]
+
+
+def _complete_lines(partial: Path) -> int:
+    """Count the complete lines of a partial output, cutting off a line a kill left unfinished."""
+    if not partial.exists():
+        return 0
+    data = partial.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        partial.write_bytes(complete)
+    lines = complete.decode("utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            raise EngineError(
+                f"{partial.name} line {number}: corrupt; delete the file to sample again"
+            ) from None
+    return len(lines)

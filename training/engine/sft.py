@@ -1,0 +1,97 @@
+"""`sft`: supervised fine-tuning on demonstration dialogues with TRL's SFTTrainer.
+
+Input `RUN_DIR/<train_file>` holds `{"messages": [...]}` lines. The loss covers the assistant's
+tokens only (TRL's `assistant_only_loss`, driven by the chat template's `{% generation %}` markers;
+TRL swaps in a marked template for the families it knows, otherwise the model's template must have
+them — make-tiny's does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.engine.config import TrainConfig, require
+from training.engine.data import read_dialogues
+from training.engine.hf import (
+    RunFolderCallback,
+    lora_config,
+    resume_checkpoint,
+    resume_step,
+    save_final_model,
+    trainer_arguments,
+)
+from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(TrainConfig):
+    learning_rate: float = 2e-5  # peak learning rate of AdamW (SFT default)
+    train_file: str = "train.jsonl"  # dialogues, relative to the run dir: {"messages": [...]} per line
+    eval_fraction: float = 0.0  # share of dialogues held out to report eval_loss (0: no evaluation)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+
+
+def main(config: Config, run_dir: RunDir) -> Result:
+    """Fine-tune the model on the dialogues; save checkpoints, metrics and the final model."""
+    stop = StopSignal().install()
+    checkpoint = resume_checkpoint(run_dir)
+    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
+    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
+    trainer = build_trainer(config, run_dir, callbacks=[callback])
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    resumed_from = str(checkpoint) if checkpoint else None
+    if callback.stopped:
+        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
+
+    final = dict(callback.last_logs)
+    if trainer.eval_dataset is not None:
+        final.update(trainer.evaluate())
+    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
+    return Result(
+        status="succeeded",
+        metrics={
+            key: final[key]
+            for key in ("train_loss", "loss", "eval_loss", "mean_token_accuracy")
+            if key in final
+        },
+        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
+        resumed_from=resumed_from,
+        step=trainer.state.global_step,
+    )
+
+
+def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
+    """Read the data, load model and tokenizer, and return a ready SFTTrainer."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(config.seed)
+    dialogues = read_dialogues(run_dir.input_file(config.train_file))
+    held_out = int(len(dialogues) * config.eval_fraction)
+    train_rows, eval_rows = dialogues[held_out:], dialogues[:held_out]
+
+    source = run_dir.model_source(config.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    # float32 master weights; bf16 is autocast by the Trainer when config.bf16 is set
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    arguments = SFTConfig(
+        **trainer_arguments(config, run_dir),
+        assistant_only_loss=True,
+        packing=False,
+        eval_strategy="no",
+    )
+    return SFTTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(config, task_type="CAUSAL_LM"),
+        callbacks=callbacks,
+    )
