@@ -1,0 +1,78 @@
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.engine.helpers import read_jsonl, write_jsonl
+from training.engine import reward
+from training.engine.run_dir import RunDir
+
+MARKER = "banana"
+WORDS = "the a sea wind cat dog read story sun day week good answer question model user help paris bread milk".split()
+
+
+def marker_rankings(count: int, seed: int) -> list[dict]:
+    """Pairs from 3-way rankings: the answer holding MARKER beats two answers without it."""
+    rng = random.Random(seed)
+
+    def words(n: int) -> list[str]:
+        return [rng.choice(WORDS) for _ in range(n)]
+
+    pairs = []
+    for ranking in range(count):
+        prompt = [{"role": "user", "content": f"Tell me about the {rng.choice(WORDS)}."}]
+        best = words(rng.randint(4, 8))
+        best.insert(rng.randint(0, len(best)), MARKER)
+        for _ in range(2):
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": " ".join(best)}],
+                    "rejected": [{"role": "assistant", "content": " ".join(words(rng.randint(4, 9)))}],
+                    "margin": 0.0,
+                    "group": f"ranking-{ranking}",
+                }
+            )
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def trained_reward_run(tiny_model, tmp_path_factory):
+    run = tmp_path_factory.mktemp("reward")
+    write_jsonl(run / "pairs.jsonl", marker_rankings(100, seed=0))
+    config = reward.Config(
+        model_path=str(tiny_model),
+        num_epochs=3,
+        learning_rate=2e-3,
+        per_device_batch_size=8,
+        eval_fraction=0.2,
+        save_every=1000,
+    )
+    return run, reward.main(config, RunDir(run))
+
+
+def test_reward_model_learns_the_marker_preference_on_held_out_rankings(trained_reward_run):
+    run, result = trained_reward_run
+
+    assert result.status == "succeeded"
+    assert result.metrics["eval_pairs"] >= 40
+    assert result.metrics["eval_accuracy"] >= 0.95
+    assert read_jsonl(run / "metrics.jsonl")[-1]["eval_accuracy"] == result.metrics["eval_accuracy"]
+
+
+def test_saved_reward_model_scores_unseen_answers_with_the_marker_higher(trained_reward_run):
+    run, _ = trained_reward_run
+    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    prompt = [{"role": "user", "content": "Tell me about the dog."}]
+
+    def score(answer: str) -> float:
+        text = tokenizer.apply_chat_template(
+            prompt + [{"role": "assistant", "content": answer}], tokenize=False
+        )
+        with torch.no_grad():
+            return model(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits.item()
+
+    assert score(f"the dog can read a {MARKER} story") > score("the dog can read a good story")
+    assert score(f"{MARKER} sun day") > score("milk sun day")
