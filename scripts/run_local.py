@@ -65,7 +65,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
+    parent = os.getppid()
     while not stopping:
+        if os.getppid() != parent:  # `make` was killed without passing the signal on
+            break
         for name, proc in processes.items():
             if proc.poll() is not None:
                 print(f"{name} exited with {proc.returncode}; stopping the others", file=sys.stderr)
@@ -76,7 +79,7 @@ def main() -> int:
 
     for proc in processes.values():
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.terminate()  # the leader shuts its own children down (celery's warm shutdown)
     deadline = time.monotonic() + 20
     for proc in processes.values():
         try:
