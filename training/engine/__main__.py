@@ -14,7 +14,7 @@ import sys
 
 from training.engine.config import load_config
 from training.engine.errors import EngineError
-from training.engine.run_dir import Result, RunDir
+from training.engine.run_dir import Result, RunDir, is_main_process
 
 # Command name -> module exposing `Config` (a frozen dataclass) and `main(config, run_dir) -> Result`.
 # Modules load lazily so `make-tiny` does not pay for importing TRL.
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.write_result(Result(status="failed", error=f"{type(error).__name__}: {error}"))
         raise
     run_dir.write_result(result)
-    print(f"{args.command}: {result.status}", file=sys.stderr)
+    if is_main_process():
+        print(f"{args.command}: {result.status}", file=sys.stderr)
     return 0
 
 

@@ -56,6 +56,7 @@ def trainer_arguments(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        "use_cpu": not torch.cuda.is_available(),  # also makes torchrun on CPU (gloo) real DDP
         "ddp_find_unused_parameters": False,
     }
 
