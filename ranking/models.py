@@ -1,1 +1,215 @@
-from django.db import models  # noqa: F401
+"""Ranking tasks (a conversation and its K answers), labelers' rankings of them, leases and skips.
+
+An ordering is always a list of groups of response ids, best first: ``[[a], [b, c], [d]]`` means
+a is best, b and c tie, d is worst. The same shape is used for rankings, consensus and gold.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import Project
+
+MIN_RESPONSES = 2
+MAX_RESPONSES = 9
+MAX_MESSAGE_CHARS = 100_000
+MESSAGE_ROLES = ("system", "user", "assistant")
+
+
+class Flag(models.TextChoices):
+    """Per-answer flags, from InstructGPT's labeling interface (Ouyang et al. 2022, appendix B)."""
+
+    FAILS_INSTRUCTION = "fails_instruction", "Fails to follow the instruction"
+    HALLUCINATION = "hallucination", "Hallucination / makes things up"
+    HARMFUL = "harmful", "Harmful"
+    INAPPROPRIATE = "inappropriate", "Inappropriate for a customer assistant"
+    SEXUAL = "sexual", "Sexual content"
+    VIOLENT = "violent", "Violent content"
+    ENCOURAGES_VIOLENCE = "encourages_violence", "Encourages violence or abuse"
+    DENIGRATES_PROTECTED_CLASS = "denigrates_protected_class", "Denigrates a protected class"
+    HARMFUL_ADVICE = "harmful_advice", "Gives harmful advice"
+    OPINION = "opinion", "Expresses an opinion"
+    MORAL_JUDGMENT = "moral_judgment", "Expresses a moral judgment"
+
+
+SCORE_MIN, SCORE_MAX = 1, 7
+
+
+def context_validate(context) -> None:
+    """Raise ValidationError unless ``context`` is a non-empty list of messages ending on a user or system turn.
+
+    The last turn can't be the assistant's: the answers being ranked are the assistant's next turn
+    (and the training engine refuses such prompts).
+    """
+    if not isinstance(context, list) or not context:
+        raise ValidationError("context must be a non-empty list of {role, content} messages.")
+    for index, message in enumerate(context):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise ValidationError(f"context[{index}] must be an object with exactly role and content.")
+        role, content = message.get("role"), message.get("content")
+        if role not in MESSAGE_ROLES:
+            raise ValidationError(f"context[{index}].role must be one of {', '.join(MESSAGE_ROLES)}; got {role!r}.")
+        if not isinstance(content, str) or not content.strip():
+            raise ValidationError(f"context[{index}].content must be a non-empty string.")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise ValidationError(f"context[{index}].content is longer than {MAX_MESSAGE_CHARS} characters.")
+    if context[-1]["role"] == "assistant":
+        raise ValidationError("context must end with a user (or system) turn: the answers are the assistant's reply.")
+
+
+class TaskStatus(models.TextChoices):
+    OPEN = "open", "Open"  # collecting rankings
+    COMPLETE = "complete", "Complete"  # has its rankings; consensus computed
+    DISABLED = "disabled", "Disabled"  # taken out of the queue by a manager
+
+
+class TaskSource(models.TextChoices):
+    API = "api", "API"
+    RANKING_JSONL = "ranking-jsonl", "ranking-jsonl import"
+    HH_RLHF = "hh-rlhf", "hh-rlhf import"
+    ADMIN = "admin", "Admin"
+    SAMPLING = "sampling", "Sampling job"
+
+
+class RankingTask(models.Model):
+    """A conversation context and K answers to rank, and the consensus once enough labelers ranked it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_tasks")
+    context = models.JSONField(help_text="The conversation so far: [{role, content}, …], ending on a user turn.")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.OPEN)
+    source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.API)
+    is_gold = models.BooleanField(
+        default=False, help_text="Gold tasks have a known ranking; they measure labelers and are served to each once."
+    )
+    gold_order = models.JSONField(null=True, blank=True, help_text="The known ranking: groups of response ids, best first.")
+    consensus_order = models.JSONField(null=True, blank=True, help_text="Ranked-pairs consensus of the task's rankings.")
+    agreement = models.FloatField(
+        null=True, blank=True, help_text="Mean Kendall tau-b between every two rankings of the task (-1 to 1)."
+    )
+    consensus_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "status", "is_gold"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(is_gold=False) | Q(gold_order__isnull=False), name="gold_task_has_gold_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ranking task {self.pk} ({self.project})"
+
+    def clean(self) -> None:
+        context_validate(self.context)
+
+    @property
+    def prompt_preview(self) -> str:
+        last = self.context[-1]["content"] if self.context else ""
+        return last if len(last) <= 80 else last[:79] + "…"
+
+
+class Response(models.Model):
+    """One of a task's K answers: sampled from a model (``generator`` names it) or written by a person."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="responses")
+    content = models.TextField()
+    generator = models.CharField(max_length=200, blank=True, help_text="Model (version) or 'human' that wrote it.")
+    position = models.PositiveSmallIntegerField(help_text="Order in which the answers were given (not shown order).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The person who wrote the answer; they are never asked to rank it.",
+    )
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [models.UniqueConstraint(fields=["task", "position"], name="one_response_per_task_position")]
+
+    def __str__(self) -> str:
+        return f"Response {self.pk} of task {self.task_id}"
+
+    def clean(self) -> None:
+        if not self.content or not self.content.strip():
+            raise ValidationError({"content": "An answer can't be empty."})
+        if len(self.content) > MAX_MESSAGE_CHARS:
+            raise ValidationError({"content": f"An answer can't be longer than {MAX_MESSAGE_CHARS} characters."})
+
+
+class Ranking(models.Model):
+    """One labeler's ranking of a task's answers (or the human preference an import carried)."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="rankings")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="rankings"
+    )
+    is_imported = models.BooleanField(default=False, help_text="Came with an import (e.g. HH-RLHF), not a labeler.")
+    order = models.JSONField(help_text="Groups of response ids, best first; a group of several is a tie.")
+    flags = models.JSONField(default=dict, blank=True, help_text="{response id: [flag, …]}")
+    scores = models.JSONField(default=dict, blank=True, help_text="{response id: 1..7}")
+    all_bad = models.BooleanField(default=False, help_text="The labeler found every answer bad.")
+    time_spent_ms = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(24 * 3600 * 1000)])
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "labeler"], name="one_ranking_per_labeler_per_task"),
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(is_imported=True), name="one_imported_ranking_per_task"
+            ),
+            models.UniqueConstraint(
+                fields=["labeler", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="one_ranking_per_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_imported=True) | Q(labeler__isnull=False), name="ranking_has_labeler_unless_imported"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = "import" if self.is_imported else self.labeler_id
+        return f"Ranking {self.pk} of task {self.task_id} by {who}"
+
+
+class Lease(models.Model):
+    """A task reserved for a labeler until ``expires_at``: it counts toward the task's rankings meanwhile."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="leases")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ranking_leases")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="one_lease_per_labeler_per_task")]
+        indexes = [models.Index(fields=["task", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"Lease of task {self.task_id} to {self.labeler_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class Skip(models.Model):
+    """A labeler passed on a task; it is not served to them again."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="skips")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ranking_skips")
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="one_skip_per_labeler_per_task")]
+
+    def __str__(self) -> str:
+        return f"Skip of task {self.task_id} by {self.labeler_id}"
+
