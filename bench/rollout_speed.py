@@ -56,6 +56,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
     model.generation_config.eos_token_id = None
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.7)
+    kwargs = dict(eos_token_ids=[], pad_token_id=0)
     results = []
     for batch in args.batch:
         ids = torch.randint(1, config.vocab_size, (batch, args.prompt_len), device=device)
@@ -65,7 +66,6 @@ def main() -> None:
             mask[row, : row % 64] = 0
         ids = ids.masked_fill(mask == 0, 0)
         engine = RolloutEngine(model, max_prompt_len=args.prompt_len)
-        kwargs = dict(eos_token_ids=[], pad_token_id=0)
 
         greedy = SamplingParams(max_new_tokens=16, temperature=0)
         ours = RolloutEngine(model, max_prompt_len=args.prompt_len).generate(ids, mask, greedy, **kwargs)
@@ -73,9 +73,7 @@ def main() -> None:
         agreement_first = (ours[:, 0] == theirs[:, 0]).float().mean().item()
         agreement_16 = (ours == theirs).float().mean().item()
 
-        plain = timed(
-            lambda b=batch, i=ids, m=mask: plain_generate(model, i, m, params, **kwargs), args.repeat
-        )
+        plain = timed(lambda i=ids, m=mask: plain_generate(model, i, m, params, **kwargs), args.repeat)
         fast = timed(lambda i=ids, m=mask, e=engine: e.generate(i, m, params, **kwargs), args.repeat)
         new_tokens = batch * args.new_tokens
         plain_s, fast_s = common.summary(plain), common.summary(fast)
