@@ -83,3 +83,135 @@ class GuidelineAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     search_fields = ["title", "body", "project__name"]
     list_select_related = ["project", "created_by"]
     readonly_fields = ["created_at"]
+
+
+# --- Demonstrations ----------------------------------------------------------------------------------------
+
+from django.contrib import messages  # noqa: E402
+from django.db.models import Count  # noqa: E402
+
+from annotation.dialogue_services import dialogue_decide_as_manager  # noqa: E402
+from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
+from config.exceptions import ApplicationError  # noqa: E402
+
+
+@admin.register(Prompt)
+class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+    list_display = ["short_text", "project", "source", "is_active", "dialogue_count", "created_by", "created_at"]
+    list_filter = ["is_active", "source", "project"]
+    search_fields = ["text"]
+    list_select_related = ["project", "created_by"]
+    readonly_fields = ["text_hash", "created_at"]
+    fields = ["project", "text", "source", "is_active", "created_by", "text_hash", "created_at"]
+    actions = ["deactivate", "activate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_dialogues=Count("dialogues"))
+
+    def save_model(self, request, obj, form, change):
+        from annotation.dialogue_services import prompt_text_hash
+
+        obj.text_hash = prompt_text_hash(obj.text)
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="prompt")
+    def short_text(self, prompt: Prompt) -> str:
+        return prompt.text[:100]
+
+    @admin.display(description="dialogues", ordering="n_dialogues")
+    def dialogue_count(self, prompt: Prompt) -> int:
+        return prompt.n_dialogues
+
+    @admin.action(description="Stop serving the selected prompts")
+    def deactivate(self, request, queryset):
+        self.message_user(request, f"{queryset.update(is_active=False)} prompts deactivated.")
+
+    @admin.action(description="Serve the selected prompts again")
+    def activate(self, request, queryset):
+        self.message_user(request, f"{queryset.update(is_active=True)} prompts activated.")
+
+
+class TurnInline(admin.TabularInline):
+    model = Turn
+    extra = 0
+    fields = ["position", "role", "content"]
+    ordering = ["position"]
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    extra = 0
+    fields = ["round", "reviewer", "decision", "comment", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # reviews are written through the review queue or the bulk actions
+
+
+@admin.register(Dialogue)
+class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "opening", "project", "author", "status", "round", "source", "turn_count", "updated_at"]
+    list_filter = ["status", "source", "project", ("author", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["turns__content", "author__username"]
+    list_select_related = ["project", "author"]
+    raw_id_fields = ["prompt"]
+    autocomplete_fields = ["author"]
+    readonly_fields = [
+        "version", "round", "import_hash", "created_at", "updated_at", "submitted_at", "accepted_at", "rejected_at",
+    ]
+    inlines = [TurnInline, ReviewInline]
+    actions = ["accept_selected", "reject_selected"]
+    date_hierarchy = "updated_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_turns=Count("turns", distinct=True))
+
+    def get_search_results(self, request, queryset, search_term):
+        results, _ = super().get_search_results(request, queryset, search_term)
+        return results.distinct(), False
+
+    @admin.display(description="opening message")
+    def opening(self, dialogue: Dialogue) -> str:
+        first = dialogue.turns.filter(role="user").order_by("position").first()
+        return first.content[:80] if first else ""
+
+    @admin.display(description="turns", ordering="n_turns")
+    def turn_count(self, dialogue: Dialogue) -> int:
+        return dialogue.n_turns
+
+    def _settle(self, request, queryset, decision: str, comment: str) -> None:
+        done, refused = 0, []
+        for dialogue in queryset.filter(status=DialogueStatus.SUBMITTED):
+            try:
+                dialogue_decide_as_manager(dialogue=dialogue, manager=request.user, decision=decision, comment=comment)
+                done += 1
+            except ApplicationError as exc:
+                refused.append(f"#{dialogue.pk}: {exc.message}")
+        skipped = queryset.exclude(status=DialogueStatus.SUBMITTED).count()
+        self.message_user(request, f"{done} dialogues {'accepted' if decision == 'accept' else 'rejected'}.")
+        if skipped:
+            self.message_user(request, f"{skipped} not waiting for review were left as they are.", messages.WARNING)
+        if refused:
+            self.message_user(request, "Refused: " + "; ".join(refused[:20]), messages.ERROR)
+
+    @admin.action(description="Accept the selected submitted dialogues")
+    def accept_selected(self, request, queryset):
+        self._settle(request, queryset, ReviewDecision.ACCEPT, "Accepted in bulk by a manager.")
+
+    @admin.action(description="Reject the selected submitted dialogues")
+    def reject_selected(self, request, queryset):
+        self._settle(request, queryset, ReviewDecision.REJECT, "Rejected in bulk by a manager.")
+
+
+@admin.register(Review)
+class ReviewAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+    project_lookup = "dialogue__project"
+    list_display = ["dialogue", "reviewer", "round", "decision", "created_at"]
+    list_filter = ["decision", "dialogue__project"]
+    search_fields = ["comment", "reviewer__username"]
+    list_select_related = ["dialogue", "reviewer"]
+    readonly_fields = ["dialogue", "reviewer", "round", "decision", "comment", "created_at"]
+
+    def has_add_permission(self, request):
+        return False

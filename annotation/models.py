@@ -1,7 +1,7 @@
 """Projects, who belongs to them and in which role, and their guidelines."""
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -106,3 +106,152 @@ class Guideline(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} guidelines v{self.version}"
+
+
+# --- Demonstrations: prompts, dialogues written by labelers, and their reviews -----------------------------
+
+TURN_MAX_CHARS = 8_000  # per turn, enforced by the services, the API and the editor's counter
+TURNS_MAX = 40  # per dialogue, system turn included
+PROMPT_MAX_CHARS = TURN_MAX_CHARS  # a prompt becomes the first user turn
+
+
+class Source(models.TextChoices):
+    WRITTEN = "written", "Written in the app"
+    IMPORTED = "imported", "Imported"
+
+
+class Prompt(models.Model):
+    """A user message in a project's queue; labelers write demonstrations that answer it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField(validators=[MaxLengthValidator(PROMPT_MAX_CHARS)])
+    # sha256 of the text with whitespace collapsed: the same prompt twice in a project is refused
+    text_hash = models.CharField(max_length=64, editable=False)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    is_active = models.BooleanField(default=True, help_text="Inactive prompts are not served to labelers.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="one_prompt_per_text_and_project")]
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class DialogueStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTED = "submitted", "Submitted"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    REVISED = "revised", "Being revised"
+
+    @classmethod
+    def editable(cls) -> list[str]:
+        """Statuses in which the author may change the turns (a rejected one becomes revised)."""
+        return [cls.DRAFT, cls.REVISED, cls.REJECTED]
+
+
+class Dialogue(models.Model):
+    """A demonstration: a conversation a labeler wrote, playing both the user and the assistant.
+
+    A draft created from the prompt queue holds a lease on its prompt until ``lease_expires_at``;
+    the lease keeps other labelers off the prompt once it has enough demonstrations.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dialogues")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dialogues")
+    prompt = models.ForeignKey(Prompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="dialogues")
+    status = models.CharField(max_length=16, choices=DialogueStatus.choices, default=DialogueStatus.DRAFT)
+    # bumped by every change; a save based on an older version is refused (two tabs never overwrite)
+    version = models.PositiveIntegerField(default=1)
+    # how many times it was submitted; reviews count only for the current round
+    round = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    # sha256 of an imported conversation, so importing a file twice skips what is already there
+    import_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "author"],
+                condition=models.Q(prompt__isnull=False),
+                name="one_dialogue_per_prompt_and_author",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "import_hash"],
+                condition=~models.Q(import_hash=""),
+                name="one_imported_dialogue_per_content",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=DialogueStatus.values), name="dialogue_status_is_known"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="accepted") | models.Q(accepted_at__isnull=False),
+                name="accepted_dialogue_has_accepted_at",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "accepted_at"], name="dialogue_export_idx"),
+            models.Index(fields=["author", "status"], name="dialogue_author_status_idx"),
+        ]
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"Dialogue {self.pk} · {self.author} · {self.status}"
+
+
+class TurnRole(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class Turn(models.Model):
+    dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="turns")
+    position = models.PositiveSmallIntegerField()
+    role = models.CharField(max_length=16, choices=TurnRole.choices)
+    content = models.TextField(blank=True, validators=[MaxLengthValidator(TURN_MAX_CHARS)])
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dialogue", "position"], name="one_turn_per_position"),
+            models.CheckConstraint(condition=models.Q(role__in=TurnRole.values), name="turn_role_is_known"),
+        ]
+        ordering = ["dialogue", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+
+class ReviewDecision(models.TextChoices):
+    ACCEPT = "accept", "Accept"
+    REJECT = "reject", "Reject"
+
+
+class Review(models.Model):
+    """A reviewer's decision on one submission (round) of a dialogue."""
+
+    dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    round = models.PositiveIntegerField()
+    decision = models.CharField(max_length=8, choices=ReviewDecision.choices)
+    comment = models.TextField(blank=True, validators=[MaxLengthValidator(TURN_MAX_CHARS)])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dialogue", "reviewer", "round"], name="one_review_per_reviewer_and_round"),
+            models.CheckConstraint(condition=models.Q(decision__in=ReviewDecision.values), name="review_decision_is_known"),
+        ]
+        ordering = ["dialogue", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} {self.decision}s dialogue {self.dialogue_id} (round {self.round})"

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotation import api, views
+from annotation import api, dialogue_api, dialogue_views, views
 
 urlpatterns = [
     # pages
@@ -9,10 +9,35 @@ urlpatterns = [
     path("login/", views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    # demonstrations: pages
+    path("my-work/", dialogue_views.my_work, name="my-work"),
+    path("review/", dialogue_views.review_queue, name="review-queue"),
+    path("projects/<int:project_id>/demonstrations/", dialogue_views.demonstration_start, name="demonstration-start"),
+    path("projects/<int:project_id>/demonstrations/next/", dialogue_views.demonstration_next, name="demonstration-next"),
+    path("projects/<int:project_id>/demonstrations/new/", dialogue_views.demonstration_new, name="demonstration-new"),
+    path("projects/<int:project_id>/data/", dialogue_views.project_data, name="project-data"),
+    path("dialogues/<int:dialogue_id>/", dialogue_views.dialogue_detail, name="dialogue-detail"),
+    path("dialogues/<int:dialogue_id>/edit/", dialogue_views.dialogue_edit, name="dialogue-edit"),
+    path("dialogues/<int:dialogue_id>/review/", dialogue_views.dialogue_review_submit, name="dialogue-review"),
+    path("dialogues/<int:dialogue_id>/discard/", dialogue_views.dialogue_discard_view, name="dialogue-discard"),
     # API
     path("api/auth/token/", api.TokenObtainApi.as_view(), name="api-token"),
     path("api/projects/", api.ProjectListApi.as_view(), name="api-project-list"),
     path("api/projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="api-project-detail"),
     path("api/projects/<int:project_id>/members/", api.ProjectMemberListApi.as_view(), name="api-project-members"),
     path("api/markdown/preview/", api.MarkdownPreviewApi.as_view(), name="api-markdown-preview"),
+    # demonstrations: API
+    path("api/prompts/", dialogue_api.PromptListCreateApi.as_view(), name="api-prompt-list"),
+    path("api/dialogues/", dialogue_api.DialogueListCreateApi.as_view(), name="api-dialogue-list"),
+    path("api/dialogues/next-prompt/", dialogue_api.DialogueNextPromptApi.as_view(), name="api-dialogue-next-prompt"),
+    path("api/dialogues/review-queue/", dialogue_api.DialogueReviewQueueApi.as_view(), name="api-dialogue-review-queue"),
+    path("api/dialogues/<int:dialogue_id>/", dialogue_api.DialogueDetailApi.as_view(), name="api-dialogue-detail"),
+    path("api/dialogues/<int:dialogue_id>/submit/", dialogue_api.DialogueSubmitApi.as_view(), name="api-dialogue-submit"),
+    path("api/dialogues/<int:dialogue_id>/review/", dialogue_api.DialogueReviewApi.as_view(), name="api-dialogue-review"),
+    path("api/projects/<int:project_id>/import/", dialogue_api.ProjectImportApi.as_view(), name="api-project-import"),
+    path(
+        "api/projects/<int:project_id>/export/sft.jsonl",
+        dialogue_api.ProjectSftExportApi.as_view(),
+        name="api-project-export-sft",
+    ),
 ]

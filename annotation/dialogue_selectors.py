@@ -1,0 +1,153 @@
+"""Reads for demonstrations: who may see which dialogue, my work, the review queue, queue figures."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.models import (
+    Dialogue,
+    DialogueStatus,
+    Membership,
+    Project,
+    Prompt,
+    Review,
+    ReviewDecision,
+    Role,
+)
+from annotation.selectors import user_can_use_training_api, user_has_role
+
+# A draft is private to its author; reviewers see the rest of the life cycle.
+PRIVATE_STATUSES = [DialogueStatus.DRAFT]
+
+
+def _projects_with_role(*, user: AbstractBaseUser, role: str) -> QuerySet[Project]:
+    roles = [r for r in Role.values if Role.rank(r) >= Role.rank(role)]
+    return Project.objects.filter(memberships__user=user, memberships__role__in=roles)
+
+
+def dialogue_visible_to(*, user: AbstractBaseUser) -> QuerySet[Dialogue]:
+    """Dialogues ``user`` may read: their own (if still a member), and others' non-drafts where they review."""
+    if not user.is_authenticated:
+        return Dialogue.objects.none()
+    member_of = Membership.objects.filter(user=user).values("project_id")
+    reviewer_of = _projects_with_role(user=user, role=Role.REVIEWER).values("id")
+    return Dialogue.objects.filter(
+        Q(author=user, project_id__in=member_of)
+        | (Q(project_id__in=reviewer_of) & ~Q(status__in=PRIVATE_STATUSES))
+    )
+
+
+def dialogue_get_for_user(*, user: AbstractBaseUser, dialogue_id: int | str) -> Dialogue:
+    """Return the dialogue if ``user`` may read it, with its turns and reviews; 404 otherwise."""
+    try:
+        return (
+            dialogue_visible_to(user=user)
+            .select_related("project", "author", "prompt")
+            .prefetch_related(
+                "turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer"))
+            )
+            .get(pk=int(dialogue_id))
+        )
+    except (Dialogue.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No such dialogue.") from exc
+
+
+def dialogue_get_own(*, user: AbstractBaseUser, dialogue_id: int | str) -> Dialogue:
+    """Return one of ``user``'s own dialogues (to change it); 404 for anybody else's."""
+    dialogue = dialogue_get_for_user(user=user, dialogue_id=dialogue_id)
+    if dialogue.author_id != user.pk:
+        raise Http404("No such dialogue.")
+    return dialogue
+
+
+def dialogue_list_for_author(
+    *, user: AbstractBaseUser, project_id: int | None = None, status: str | None = None
+) -> QuerySet[Dialogue]:
+    """The user's own dialogues (My work), newest change first, with their turns and reviews."""
+    member_of = Membership.objects.filter(user=user).values("project_id")
+    dialogues = Dialogue.objects.filter(author=user, project_id__in=member_of)
+    if project_id is not None:
+        dialogues = dialogues.filter(project_id=project_id)
+    if status:
+        dialogues = dialogues.filter(status=status)
+    return (
+        dialogues.select_related("project", "prompt")
+        .prefetch_related("turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
+        .order_by("-updated_at", "-id")
+    )
+
+
+def dialogue_review_queue(*, user: AbstractBaseUser, project_id: int | None = None) -> QuerySet[Dialogue]:
+    """Submitted dialogues ``user`` may review and hasn't reviewed in this round; oldest first."""
+    if not user.is_authenticated:
+        return Dialogue.objects.none()
+    already = Review.objects.filter(dialogue=OuterRef("pk"), reviewer=user, round=OuterRef("round"))
+    dialogues = (
+        Dialogue.objects.filter(
+            status=DialogueStatus.SUBMITTED,
+            project_id__in=_projects_with_role(user=user, role=Role.REVIEWER).values("id"),
+        )
+        .exclude(author=user)
+        .exclude(Exists(already))
+    )
+    if project_id is not None:
+        dialogues = dialogues.filter(project_id=project_id)
+    return (
+        dialogues.select_related("project", "author", "prompt")
+        .prefetch_related("turns", "reviews")
+        .order_by("submitted_at", "id")
+    )
+
+
+def review_current_round(*, dialogue: Dialogue) -> list[Review]:
+    return [review for review in dialogue.reviews.all() if review.round == dialogue.round]
+
+
+def review_latest_rejection(*, dialogue: Dialogue) -> Review | None:
+    """The rejection the author must address (from prefetched reviews when present)."""
+    rejections = [r for r in dialogue.reviews.all() if r.decision == ReviewDecision.REJECT]
+    return max(rejections, key=lambda r: (r.round, r.created_at), default=None)
+
+
+def prompt_list_for_user(*, user: AbstractBaseUser, project_id: int | None = None) -> QuerySet[Prompt]:
+    """Prompts of the user's projects with how many demonstrations each has."""
+    if not user.is_authenticated:
+        return Prompt.objects.none()
+    prompts = Prompt.objects.filter(project__memberships__user=user)
+    if project_id is not None:
+        prompts = prompts.filter(project_id=project_id)
+    return prompts.annotate(
+        demonstrations=Count(
+            "dialogues", filter=Q(dialogues__status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED])
+        ),
+        accepted=Count("dialogues", filter=Q(dialogues__status=DialogueStatus.ACCEPTED)),
+    ).order_by("project_id", "id")
+
+
+def project_demonstration_figures(*, project: Project) -> dict:
+    """Queue and review figures for the project page."""
+    now = timezone.now()
+    taken = Q(dialogues__status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]) | Q(
+        dialogues__status=DialogueStatus.DRAFT, dialogues__lease_expires_at__gt=now
+    )
+    prompts = Prompt.objects.filter(project=project, is_active=True).annotate(
+        taken=Count("dialogues", filter=taken)
+    )
+    by_status = dict(
+        Dialogue.objects.filter(project=project).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    return {
+        "prompts": prompts.count(),
+        "prompts_open": prompts.filter(taken__lt=project.demonstrations_per_prompt).count(),
+        "by_status": {status: by_status.get(status, 0) for status in DialogueStatus.values},
+    }
+
+
+def user_can_export(*, user: AbstractBaseUser, project: Project) -> bool:
+    """Managers of the project, and ML engineers who belong to it, may export its data."""
+    if user_has_role(user=user, project=project, role=Role.MANAGER):
+        return True
+    return user_can_use_training_api(user=user) and user_has_role(
+        user=user, project=project, role=Role.LABELER
+    )
