@@ -1,0 +1,107 @@
+"""Server-rendered ranking pages: rank answers, my stats, quality (managers), import (managers)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from annotation.models import Role
+from annotation.selectors import membership_get, project_get_for_user, user_has_role
+from config.exceptions import ApplicationError
+from ranking.models import SCORE_MAX, SCORE_MIN, Flag
+from ranking.selectors import (
+    labeler_stats,
+    project_ranking_quality,
+    ranking_task_counts,
+    responses_in_shown_order,
+)
+from ranking.services.imports import FORMATS, ranking_tasks_import
+from ranking.services.leasing import ranking_task_lease_next
+
+
+@login_required
+@ensure_csrf_cookie
+def rank_next(request, project_id: int):
+    """Lease my next task (the same one while my lease lives) and show it; say so when none is left."""
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    lease = ranking_task_lease_next(project=project, labeler=request.user)
+    context = {"project": project, "membership": membership_get(user=request.user, project=project)}
+    if lease is None:
+        context["stats"] = labeler_stats(project=project, labeler=request.user)
+        return render(request, "ranking/rank_none.html", context)
+    task = lease.task
+    responses = responses_in_shown_order(task=task, labeler=request.user)
+    context.update(
+        task=task,
+        lease=lease,
+        responses=responses,
+        flags=Flag.choices,
+        scores=range(SCORE_MIN, SCORE_MAX + 1),
+        guideline=project.current_guideline,
+        app_config={
+            "taskId": task.pk,
+            "responses": [{"id": r.pk, "label": index} for index, r in enumerate(responses, start=1)],
+            "submitUrl": reverse("api-ranking-submit", args=[task.pk]),
+            "skipUrl": reverse("api-ranking-task-skip", args=[task.pk]),
+            "nextUrl": reverse("ranking-rank", args=[project.pk]),
+        },
+    )
+    return render(request, "ranking/rank.html", context)
+
+
+@login_required
+def my_stats(request, project_id: int):
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    return render(
+        request,
+        "ranking/stats.html",
+        {"project": project, "stats": labeler_stats(project=project, labeler=request.user)},
+    )
+
+
+@login_required
+def quality(request, project_id: int):
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
+        raise PermissionDenied("Only the project's managers may see its ranking quality.")
+    return render(
+        request,
+        "ranking/quality.html",
+        {"project": project, "quality": project_ranking_quality(project=project)},
+    )
+
+
+@login_required
+def import_tasks(request, project_id: int):
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
+        raise PermissionDenied("Only the project's managers may import ranking tasks.")
+    errors: list[str] = []
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        file_format = request.POST.get("format", "")
+        if upload is None:
+            errors = ["Choose a JSONL file to import."]
+        else:
+            try:
+                report = ranking_tasks_import(
+                    project=project, file=upload, format=file_format, created_by=request.user, size=upload.size
+                )
+            except ApplicationError as error:
+                errors = error.extra.get("errors") or [error.message]
+            else:
+                skipped = f", {len(report.skipped_lines)} line(s) skipped" if report.skipped_lines else ""
+                messages.success(
+                    request,
+                    f"Imported {report.tasks_created} ranking task(s) "
+                    f"with {report.rankings_imported} imported ranking(s){skipped}.",
+                )
+                return redirect("project-detail", project_id=project.pk)
+    return render(
+        request,
+        "ranking/import.html",
+        {"project": project, "formats": FORMATS, "errors": errors, "counts": ranking_task_counts(project=project)},
+        status=400 if errors else 200,
+    )

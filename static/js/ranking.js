@@ -1,0 +1,334 @@
+// Ranking page: order K answers best first, with ties, by drag and drop or keyboard; flags, scores,
+// "all bad"; submit (idempotent) and go straight to the next task. No framework, no third-party code.
+(function () {
+  "use strict";
+
+  const configNode = document.getElementById("ranking-config");
+  if (!configNode) return;
+  const config = JSON.parse(configNode.textContent);
+  const labels = new Map(config.responses.map((r) => [r.id, r.label]));
+  const byLabel = new Map(config.responses.map((r) => [r.label, r.id]));
+
+  // groups: best first; each a list of response ids. Answers not in a group are unranked.
+  let groups = [];
+  let selected = null;
+  let submitting = false;
+  // one key per page load: a retry after a network error returns the first result, never a duplicate
+  const idempotencyKey = (window.crypto && crypto.randomUUID)
+    ? crypto.randomUUID()
+    : Date.now().toString(36) + Math.random().toString(36).slice(2);
+
+  const pool = document.getElementById("rank-pool");
+  const list = document.getElementById("rank-groups");
+  const statusLine = document.getElementById("rank-status");
+  const submitButton = document.getElementById("submit-ranking");
+  const skipButton = document.getElementById("skip-task");
+  const allBad = document.getElementById("all-bad");
+
+  // ---- time spent: only while the page is visible ----
+  let spentMs = 0;
+  let visibleSince = document.visibilityState === "visible" ? performance.now() : null;
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden" && visibleSince !== null) {
+      spentMs += performance.now() - visibleSince;
+      visibleSince = null;
+    } else if (document.visibilityState === "visible" && visibleSince === null) {
+      visibleSince = performance.now();
+    }
+  });
+  function timeSpent() {
+    return Math.round(spentMs + (visibleSince === null ? 0 : performance.now() - visibleSince));
+  }
+
+  // ---- model ----
+  function groupIndexOf(id) {
+    return groups.findIndex((group) => group.includes(id));
+  }
+  function removeFromGroups(id) {
+    const index = groupIndexOf(id);
+    if (index < 0) return -1;
+    groups[index] = groups[index].filter((other) => other !== id);
+    if (groups[index].length === 0) {
+      groups.splice(index, 1);
+    }
+    return index;
+  }
+  function insertAsGroup(id, position) {
+    removeFromGroups(id);
+    position = Math.max(0, Math.min(position, groups.length));
+    groups.splice(position, 0, [id]);
+  }
+  function joinGroup(id, targetIndex) {
+    const target = groups[targetIndex];
+    if (!target || target.includes(id)) return;
+    const targetGroup = target;
+    removeFromGroups(id);
+    targetGroup.push(id);
+  }
+  function unrank(id) {
+    removeFromGroups(id);
+  }
+  function moveUp(id) {
+    const index = groupIndexOf(id);
+    if (index < 0) return;
+    if (groups[index].length > 1) {
+      groups[index] = groups[index].filter((other) => other !== id);
+      groups.splice(index, 0, [id]); // leave the tie, just above it
+    } else if (index > 0) {
+      [groups[index - 1], groups[index]] = [groups[index], groups[index - 1]];
+    }
+  }
+  function moveDown(id) {
+    const index = groupIndexOf(id);
+    if (index < 0) return;
+    if (groups[index].length > 1) {
+      groups[index] = groups[index].filter((other) => other !== id);
+      groups.splice(index + 1, 0, [id]); // leave the tie, just below it
+    } else if (index < groups.length - 1) {
+      [groups[index + 1], groups[index]] = [groups[index], groups[index + 1]];
+    }
+  }
+  function tieWithAbove(id) {
+    const index = groupIndexOf(id);
+    if (index <= 0) {
+      say("Nothing above to tie with: move the answer down first.", true);
+      return;
+    }
+    const above = groups[index - 1];
+    removeFromGroups(id);
+    above.push(id);
+  }
+  function unranked() {
+    const ranked = new Set(groups.flat());
+    return config.responses.map((r) => r.id).filter((id) => !ranked.has(id));
+  }
+
+  // ---- view ----
+  function chip(id) {
+    const node = document.createElement("span");
+    node.className = "chip" + (id === selected ? " selected" : "");
+    node.draggable = true;
+    node.tabIndex = 0;
+    node.dataset.responseId = String(id);
+    node.textContent = "Answer " + labels.get(id);
+    node.addEventListener("click", () => select(id));
+    return node;
+  }
+  function gap(position) {
+    const node = document.createElement("li");
+    node.className = "rank-gap";
+    node.dataset.drop = "gap";
+    node.dataset.position = String(position);
+    node.textContent = position === groups.length ? (groups.length ? "Drop here: next rank" : "Drop here: best") : "";
+    return node;
+  }
+  function render() {
+    pool.replaceChildren(...unranked().map(chip));
+    if (!pool.children.length) {
+      const done = document.createElement("span");
+      done.className = "muted small";
+      done.textContent = "Every answer is ranked.";
+      pool.append(done);
+    }
+    const nodes = [];
+    groups.forEach((group, index) => {
+      nodes.push(gap(index));
+      const row = document.createElement("li");
+      row.className = "rank-group" + (group.length > 1 ? " tie" : "");
+      row.dataset.drop = "group";
+      row.dataset.index = String(index);
+      const number = document.createElement("span");
+      number.className = "rank-number";
+      number.textContent = String(index + 1);
+      row.append(number, ...group.map(chip));
+      if (group.length > 1) {
+        const tie = document.createElement("span");
+        tie.className = "tie-label muted small";
+        tie.textContent = "tie";
+        row.append(tie);
+      }
+      nodes.push(row);
+    });
+    nodes.push(gap(groups.length));
+    list.replaceChildren(...nodes);
+    document.querySelectorAll("article.answer").forEach((card) => {
+      const id = Number(card.dataset.responseId);
+      const index = groupIndexOf(id);
+      const badge = card.querySelector("[data-rank-badge]");
+      badge.textContent = index < 0 ? "unranked" : "Rank " + (index + 1) + (groups[index].length > 1 ? " (tie)" : "");
+      card.classList.toggle("selected", id === selected);
+      card.classList.toggle("ranked", index >= 0);
+      const flagged = card.querySelectorAll("[data-flag-for]:checked").length;
+      card.querySelector("[data-flag-count]").textContent = flagged ? "(" + flagged + ")" : "";
+    });
+    submitButton.disabled = submitting;
+  }
+  function select(id) {
+    selected = id;
+    render();
+  }
+  function say(message, isError) {
+    statusLine.textContent = message;
+    statusLine.classList.toggle("error", Boolean(isError));
+  }
+
+  // ---- keyboard ----
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target instanceof HTMLElement && target.matches("input, textarea, select, [contenteditable]");
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      submit();
+      return;
+    }
+    if (typing || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (/^[1-9]$/.test(event.key) && byLabel.has(Number(event.key))) {
+      const id = byLabel.get(Number(event.key));
+      if (groupIndexOf(id) < 0) insertAsGroup(id, groups.length);
+      select(id);
+      event.preventDefault();
+      return;
+    }
+    if (selected === null) return;
+    const actions = {
+      ArrowUp: () => moveUp(selected),
+      ArrowDown: () => moveDown(selected),
+      t: () => tieWithAbove(selected),
+      T: () => tieWithAbove(selected),
+      "0": () => unrank(selected),
+      Backspace: () => unrank(selected),
+      Delete: () => unrank(selected),
+      Escape: () => { selected = null; },
+    };
+    if (actions[event.key]) {
+      event.preventDefault();
+      actions[event.key]();
+      render();
+    }
+  });
+
+  // ---- drag and drop (HTML5) ----
+  document.addEventListener("dragstart", (event) => {
+    const node = event.target instanceof HTMLElement ? event.target.closest(".chip[data-response-id]") : null;
+    if (!node) return;
+    event.dataTransfer.setData("text/plain", node.dataset.responseId);
+    event.dataTransfer.effectAllowed = "move";
+    selected = Number(node.dataset.responseId);
+  });
+  function dropTarget(event) {
+    return event.target instanceof HTMLElement ? event.target.closest("[data-drop]") : null;
+  }
+  document.addEventListener("dragover", (event) => {
+    const zone = dropTarget(event);
+    if (!zone) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "move";
+    document.querySelectorAll(".drag-over").forEach((n) => n !== zone && n.classList.remove("drag-over"));
+    zone.classList.add("drag-over");
+  });
+  document.addEventListener("dragleave", (event) => {
+    const zone = dropTarget(event);
+    if (zone) zone.classList.remove("drag-over");
+  });
+  document.addEventListener("drop", (event) => {
+    const zone = dropTarget(event);
+    if (!zone) return;
+    event.preventDefault();
+    const id = Number(event.dataTransfer.getData("text/plain"));
+    if (!labels.has(id)) return;
+    if (zone.dataset.drop === "pool") unrank(id);
+    else if (zone.dataset.drop === "group") joinGroup(id, Number(zone.dataset.index));
+    else if (zone.dataset.drop === "gap") {
+      // dropping a lone answer into the gap just below or above it changes nothing
+      const from = groupIndexOf(id);
+      let position = Number(zone.dataset.position);
+      if (from >= 0 && groups[from].length === 1 && position > from) position -= 1;
+      insertAsGroup(id, position);
+    }
+    selected = id;
+    render();
+  });
+  document.addEventListener("dragend", () => {
+    document.querySelectorAll(".drag-over").forEach((n) => n.classList.remove("drag-over"));
+  });
+  document.addEventListener("change", (event) => {
+    if (event.target instanceof HTMLElement && event.target.matches("[data-flag-for]")) render();
+  });
+
+  // ---- submit and skip ----
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+  function collect() {
+    const flags = {};
+    document.querySelectorAll("[data-flag-for]:checked").forEach((box) => {
+      (flags[box.dataset.flagFor] = flags[box.dataset.flagFor] || []).push(box.value);
+    });
+    const scores = {};
+    document.querySelectorAll("[data-score-for]:checked").forEach((radio) => {
+      scores[radio.dataset.scoreFor] = Number(radio.value);
+    });
+    return { order: groups, flags, scores, all_bad: allBad.checked, time_spent_ms: timeSpent() };
+  }
+  async function post(url, body, headers) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: Object.assign({ "Content-Type": "application/json", "X-CSRFToken": csrfToken() }, headers || {}),
+      body: JSON.stringify(body),
+    });
+  }
+  async function detail(response) {
+    try {
+      const data = await response.json();
+      return data.detail || JSON.stringify(data);
+    } catch (error) {
+      return "The server answered " + response.status + ".";
+    }
+  }
+  async function submit() {
+    if (submitting) return;
+    const missing = unranked();
+    if (missing.length) {
+      say("Rank every answer first: " + missing.map((id) => "Answer " + labels.get(id)).join(", ") + " still unranked.", true);
+      return;
+    }
+    submitting = true;
+    render();
+    say("Saving…");
+    try {
+      const response = await post(config.submitUrl, collect(), { "Idempotency-Key": idempotencyKey });
+      if (response.status === 201) {
+        say("Saved. Loading the next task…");
+        window.location.assign(config.nextUrl);
+        return;
+      }
+      say(await detail(response), true);
+    } catch (error) {
+      say("Could not reach the server; your ranking is kept here. Press Submit again.", true);
+    }
+    submitting = false;
+    render();
+  }
+  async function skip() {
+    if (submitting) return;
+    submitting = true;
+    try {
+      const response = await post(config.skipUrl, {});
+      if (response.ok) {
+        window.location.assign(config.nextUrl);
+        return;
+      }
+      say(await detail(response), true);
+    } catch (error) {
+      say("Could not reach the server. Try again.", true);
+    }
+    submitting = false;
+    render();
+  }
+  submitButton.addEventListener("click", submit);
+  skipButton.addEventListener("click", skip);
+
+  render();
+})();
