@@ -157,7 +157,7 @@ def held_out_figures(trainer: RankingRewardTrainer) -> dict[str, float]:
     model.eval()
     correct, losses, weights = [], [], []
     for batch in trainer.get_eval_dataloader():
-        batch = trainer._prepare_inputs(batch)
+        batch = {key: value.to(trainer.accelerator.device) for key, value in batch.items()}
         chosen, rejected, _ = score_pairs(model, batch)
         correct.append(trainer.accelerator.gather_for_metrics(chosen > rejected))
         pair_losses = -torch.nn.functional.logsigmoid(chosen - rejected - batch["margin"])

@@ -33,7 +33,7 @@ class Config:
     top_p: float = 1.0  # nucleus sampling: keep the smallest token set with this much probability
     batch_size: int = 8  # prompts per generate call (each expanded to num_responses sequences)
     max_prompt_length: int = 1024  # prompts longer than this (in tokens) keep their last tokens
-    generator: str = ""  # label stored with every answer; empty: the model folder's name
+    generator: str = ""  # label stored with every answer (e.g. the model version's name); empty: model_path
     seed: int = 0  # seeds sampling; batch i uses seed + i, so a resumed run draws the same answers
     bf16: bool = False  # load the model in bfloat16 (GPU)
 
@@ -57,7 +57,7 @@ def main(config: Config, run_dir: RunDir) -> Result:
     stop = StopSignal().install()
     prompts = read_prompts(run_dir.input_file(config.prompts_file))
     source = run_dir.model_source(config.model_path)
-    generator = config.generator or Path(source).name
+    generator = config.generator or config.model_path
 
     partial = output.with_name(output.name + ".partial")
     done = _complete_lines(partial)

@@ -8,6 +8,7 @@ them — make-tiny's does).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from training.engine.config import TrainConfig, require
@@ -73,6 +74,7 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
 
     set_seed(config.seed)
     dialogues = read_dialogues(run_dir.input_file(config.train_file))
+    random.Random(config.seed).shuffle(dialogues)  # a seeded hold-out, the same on every rank and rerun
     held_out = int(len(dialogues) * config.eval_fraction)
     train_rows, eval_rows = dialogues[held_out:], dialogues[:held_out]
 
