@@ -80,7 +80,7 @@ class ImportReport:
             "created": self.created,
             "duplicates": {
                 "count": len(self.duplicate_lines),
-                "lines": self.duplicate_lines[:REPORTED_LINES_MAX],
+                "lines": sorted(self.duplicate_lines)[:REPORTED_LINES_MAX],
             },
             "skipped": {
                 "count": len(self.skipped),
