@@ -2,10 +2,11 @@ import random
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from tests.engine.helpers import read_jsonl, write_jsonl
 from training.engine import reward
+from training.engine.config import config_from_dict
 from training.engine.run_dir import RunDir
 
 MARKER = "banana"
@@ -76,3 +77,28 @@ def test_saved_reward_model_scores_unseen_answers_with_the_marker_higher(trained
 
     assert score(f"the dog can read a {MARKER} story") > score("the dog can read a good story")
     assert score(f"{MARKER} sun day") > score("milk sun day")
+
+
+def test_reward_with_lora_saves_a_merged_classifier_with_a_trained_head(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "pairs.jsonl", marker_rankings(12, seed=2))
+    config = config_from_dict(
+        reward.Config,
+        {
+            "model_path": str(tiny_model),
+            "max_steps": 4,
+            "learning_rate": 1e-2,
+            "eval_fraction": 0.0,
+            "lora": {"r": 4},
+        },
+    )
+
+    result = reward.main(config, RunDir(tmp_path))
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    assert result.status == "succeeded"
+    assert not (tmp_path / "model" / "adapter_config.json").exists()
+    set_seed(0)  # the seed the run initialised its new score head with
+    untrained = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    assert not torch.equal(model.score.weight, untrained.score.weight)  # the head was trained and kept
+    base_layer = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(model.state_dict()[base_layer], untrained.state_dict()[base_layer])  # merged
