@@ -127,10 +127,10 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
         "responses": responses,
         "rankings_required": task.project.rankings_per_task,
         "lease_expires_at": lease.expires_at if lease else None,
-        "my_ranking": RankingOutputSerializer(mine).data if mine else None,
+        "my_ranking": mine,
     }
     if internals:
-        rankings = task.rankings.select_related("labeler").order_by("pk")
+        rankings = list(task.rankings.select_related("labeler").order_by("pk"))
         payload.update(
             source=task.source,
             is_gold=task.is_gold,
@@ -138,10 +138,11 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
             consensus_order=task.consensus_order,
             agreement=task.agreement,
             ranking_count=len(rankings),
-            rankings=RankingOutputSerializer(rankings, many=True).data,
+            rankings=rankings,
             created_at=task.created_at,
         )
-    return RankingTaskOutputSerializer(payload).data
+    data = RankingTaskOutputSerializer(payload).data
+    return {key: value for key, value in data.items() if key in payload}
 
 
 def _require_manager_or_ml_engineer(*, user, project) -> None:

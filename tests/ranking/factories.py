@@ -9,6 +9,7 @@ from tests.factories import ProjectFactory, UserFactory
 class RankingTaskFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = RankingTask
+        skip_postgeneration_save = True
 
     project = factory.SubFactory(ProjectFactory)
     context = factory.Sequence(lambda n: [{"role": "user", "content": f"Question number {n}?"}])
