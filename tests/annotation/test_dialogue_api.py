@@ -20,14 +20,19 @@ def test_whole_life_cycle_through_the_api(project, make_member, api_client_for):
     labeler, reviewer = make_member(project), make_member(project, Role.REVIEWER)
     as_labeler, as_reviewer = api_client_for(labeler), api_client_for(reviewer)
 
-    created = as_labeler.post("/api/dialogues/", {"project": project.id, "turns": THREE_TURNS[:2]}, format="json")
+    created = as_labeler.post(
+        "/api/dialogues/", {"project": project.id, "turns": THREE_TURNS[:2]}, format="json"
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert (body["status"], body["version"], body["author"]) == ("draft", 1, labeler.username)
 
     url = f"/api/dialogues/{body['id']}/"
     premature = as_labeler.post(f"{url}submit/", {}, format="json")
-    assert premature.status_code == 400 and premature.json()["detail"] == "The last turn must be the assistant's."
+    assert (
+        premature.status_code == 400
+        and premature.json()["detail"] == "The last turn must be the assistant's."
+    )
 
     saved = as_labeler.patch(url, {"version": 1, "turns": THREE_TURNS}, format="json")
     assert saved.status_code == 200 and saved.json()["version"] == 2
@@ -36,7 +41,9 @@ def test_whole_life_cycle_through_the_api(project, make_member, api_client_for):
 
     queue = as_reviewer.get(f"/api/dialogues/review-queue/?project={project.id}").json()
     assert [d["id"] for d in queue["results"]] == [body["id"]]
-    rejected = as_reviewer.post(f"{url}review/", {"decision": "reject", "comment": "Explain it."}, format="json")
+    rejected = as_reviewer.post(
+        f"{url}review/", {"decision": "reject", "comment": "Explain it."}, format="json"
+    )
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
 
     mine = as_labeler.get("/api/dialogues/?status=rejected").json()
@@ -55,7 +62,9 @@ def test_whole_life_cycle_through_the_api(project, make_member, api_client_for):
 def test_a_stale_save_answers_409_with_a_message(project, make_member, api_client_for):
     labeler = make_member(project)
     client = api_client_for(labeler)
-    dialogue = client.post("/api/dialogues/", {"project": project.id, "turns": THREE_TURNS}, format="json").json()
+    dialogue = client.post(
+        "/api/dialogues/", {"project": project.id, "turns": THREE_TURNS}, format="json"
+    ).json()
     url = f"/api/dialogues/{dialogue['id']}/"
     tab_a = client.patch(url, {"version": 1, "turns": THREE_TURNS[:2]}, format="json")
     assert tab_a.status_code == 200
@@ -85,7 +94,9 @@ def test_next_prompt_leases_then_answers_204_when_the_queue_is_done(project, mak
     assert leased.status_code == 201
     assert leased.json()["prompt"] == {"id": prompt.id, "text": "Say hi."}
     assert leased.json()["lease_expires_at"] is not None
-    assert first.post(f"/api/dialogues/next-prompt/?project={project.id}").status_code == 200  # same draft back
+    assert (
+        first.post(f"/api/dialogues/next-prompt/?project={project.id}").status_code == 200
+    )  # same draft back
     assert second.post(f"/api/dialogues/next-prompt/?project={project.id}").status_code == 204
     assert second.post("/api/dialogues/next-prompt/").status_code == 400
 
@@ -96,7 +107,9 @@ def test_prompts_list_and_create_within_my_projects(project, make_member, api_cl
     client = api_client_for(make_member(project))
     created = client.post("/api/prompts/", {"project": project.id, "text": "Define entropy."}, format="json")
     assert created.status_code == 201 and created.json()["demonstrations"] == 0
-    duplicate = client.post("/api/prompts/", {"project": project.id, "text": "Define  entropy."}, format="json")
+    duplicate = client.post(
+        "/api/prompts/", {"project": project.id, "text": "Define  entropy."}, format="json"
+    )
     assert duplicate.status_code == 400 and "already" in duplicate.json()["detail"]
     assert [p["text"] for p in client.get("/api/prompts/").json()["results"]] == ["Define entropy."]
     assert client.get(f"/api/prompts/?project={other.id}").json()["count"] == 0
@@ -122,7 +135,9 @@ def world(project, make_member):
     return {
         "people": people,
         "draft": DialogueFactory(project=project, author=colleague),
-        "submitted": dialogue_submit(dialogue=DialogueFactory(project=project, author=colleague), author=colleague),
+        "submitted": dialogue_submit(
+            dialogue=DialogueFactory(project=project, author=colleague), author=colleague
+        ),
         "other_project": dialogue_submit(
             dialogue=DialogueFactory(project=other_project, author=stranger), author=stranger
         ),
@@ -156,7 +171,10 @@ def test_nobody_changes_submits_or_discards_another_persons_dialogue(world, api_
     client = api_client_for(world["people"][role])
     dialogue = world[target]
     url = f"/api/dialogues/{dialogue.id}/"
-    assert client.patch(url, {"version": dialogue.version, "turns": THREE_TURNS}, format="json").status_code == 404
+    assert (
+        client.patch(url, {"version": dialogue.version, "turns": THREE_TURNS}, format="json").status_code
+        == 404
+    )
     assert client.post(f"{url}submit/", {}, format="json").status_code == 404
     assert client.delete(url).status_code == 404
     dialogue.refresh_from_db()
@@ -177,7 +195,9 @@ REVIEW = {
 @pytest.mark.parametrize(("role", "target"), REVIEW)
 def test_who_may_review(world, api_client_for, role, target):
     client = api_client_for(world["people"][role])
-    response = client.post(f"/api/dialogues/{world[target].id}/review/", {"decision": "accept"}, format="json")
+    response = client.post(
+        f"/api/dialogues/{world[target].id}/review/", {"decision": "accept"}, format="json"
+    )
     assert response.status_code == REVIEW[(role, target)]
 
 
@@ -207,7 +227,9 @@ def test_creating_in_a_project_i_dont_belong_to_is_404(world, api_client_for):
         "/api/dialogues/", {"project": world["draft"].project_id, "turns": THREE_TURNS}, format="json"
     )
     assert response.status_code == 404
-    assert outsider.post(f"/api/dialogues/next-prompt/?project={world['draft'].project_id}").status_code == 404
+    assert (
+        outsider.post(f"/api/dialogues/next-prompt/?project={world['draft'].project_id}").status_code == 404
+    )
 
 
 def test_anonymous_requests_are_refused(world, api_client_for):

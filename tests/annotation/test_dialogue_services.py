@@ -146,7 +146,9 @@ def test_submitted_and_accepted_dialogues_are_no_longer_editable(project, make_m
     author = make_member(project)
     dialogue = dialogue_submit(dialogue=DialogueFactory(project=project, author=author), author=author)
     with pytest.raises(ConflictError, match="can no longer be edited"):
-        dialogue_update(dialogue=dialogue, author=author, turns=THREE_TURNS, expected_version=dialogue.version)
+        dialogue_update(
+            dialogue=dialogue, author=author, turns=THREE_TURNS, expected_version=dialogue.version
+        )
     with pytest.raises(ConflictError, match="already submitted"):
         dialogue_submit(dialogue=dialogue, author=author)
     with pytest.raises(ConflictError):
@@ -183,7 +185,10 @@ def test_next_prompt_leases_a_draft_that_starts_with_the_prompt(project, make_me
     prompt = PromptFactory(project=project, text="Why is the sky blue?")
     result = prompt_lease_next(project=project, user=labeler)
     assert result.created and result.dialogue.prompt == prompt
-    assert [(t.role, t.content) for t in result.dialogue.turns.all()] == [(U, "Why is the sky blue?"), (A, "")]
+    assert [(t.role, t.content) for t in result.dialogue.turns.all()] == [
+        (U, "Why is the sky blue?"),
+        (A, ""),
+    ]
     assert result.dialogue.lease_expires_at > timezone.now() + timedelta(minutes=project.lease_minutes - 1)
     # asking again gives the same draft back rather than a second prompt
     again = prompt_lease_next(project=project, user=labeler)
@@ -232,7 +237,9 @@ def test_saving_renews_a_lease_running_out(project, make_member):
     draft = prompt_lease_next(project=project, user=labeler).dialogue
     soon = timezone.now() + timedelta(minutes=1)
     Dialogue.objects.filter(pk=draft.pk).update(lease_expires_at=soon)
-    draft = dialogue_update(dialogue=draft, author=labeler, turns=turns((U, draft.prompt.text)), expected_version=1)
+    draft = dialogue_update(
+        dialogue=draft, author=labeler, turns=turns((U, draft.prompt.text)), expected_version=1
+    )
     assert draft.lease_expires_at > soon + timedelta(minutes=project.lease_minutes - 2)
 
 

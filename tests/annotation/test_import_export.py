@@ -33,7 +33,9 @@ def manager(project, make_member):
 
 def post_import(client, project, content, fmt, **extra):
     return client.post(
-        f"/api/projects/{project.id}/import/", {"file": upload(content), "format": fmt, **extra}, format="multipart"
+        f"/api/projects/{project.id}/import/",
+        {"file": upload(content), "format": fmt, **extra},
+        format="multipart",
     )
 
 
@@ -48,7 +50,9 @@ def export_lines(client, project) -> tuple[object, list[dict]]:
 
 def test_prompts_jsonl_import_reports_duplicates_in_file_and_project(project, manager, api_client_for):
     PromptFactory(project=project, text="Already here.")
-    content = jsonl({"prompt": "First?"}, {"text": "Second?"}, {"prompt": "Already  here."}, {"prompt": "First?"})
+    content = jsonl(
+        {"prompt": "First?"}, {"text": "Second?"}, {"prompt": "Already  here."}, {"prompt": "First?"}
+    )
     response = post_import(api_client_for(manager), project, "\n" + content, "prompts-jsonl")
     assert response.status_code == 201, response.content
     report = response.json()
@@ -76,7 +80,10 @@ def test_prompts_csv_import_reads_quoted_multiline_cells(project, manager, api_c
 def test_csv_without_a_prompt_column_names_line_1(project, manager, api_client_for):
     response = post_import(api_client_for(manager), project, "question\nWhy?\n", "prompts-csv")
     assert response.status_code == 400
-    assert response.json() == {"detail": 'line 1: the header row needs a "prompt" (or "text") column.', "line": 1}
+    assert response.json() == {
+        "detail": 'line 1: the header row needs a "prompt" (or "text") column.',
+        "line": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -100,7 +107,9 @@ def test_a_malformed_line_refuses_the_whole_file_and_names_the_line(
             {"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}]},
             {"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]},
         ),
-        "hh-rlhf": jsonl({"chosen": "\n\nHuman: q1\n\nAssistant: a1"}, {"chosen": "\n\nHuman: q2\n\nAssistant: a2"}),
+        "hh-rlhf": jsonl(
+            {"chosen": "\n\nHuman: q1\n\nAssistant: a1"}, {"chosen": "\n\nHuman: q2\n\nAssistant: a2"}
+        ),
     }[fmt]
     content = good + bad_line + "\n" + jsonl({"prompt": "after"})
     response = post_import(api_client_for(manager), project, content, fmt)
@@ -118,23 +127,32 @@ def test_non_utf8_bytes_name_their_line(project, manager, api_client_for):
 
 
 def test_skip_invalid_imports_the_rest_and_lists_what_it_skipped(project, manager, api_client_for):
-    content = jsonl({"chosen": "\n\nHuman: q\n\nAssistant: a"}, {"chosen": "\n\nHuman: list words\n\nAssistant: "})
+    content = jsonl(
+        {"chosen": "\n\nHuman: q\n\nAssistant: a"}, {"chosen": "\n\nHuman: list words\n\nAssistant: "}
+    )
     response = post_import(api_client_for(manager), project, content, "hh-rlhf", skip_invalid="true")
     assert response.status_code == 201
     assert response.json()["created"] == 1
-    assert response.json()["skipped"] == {"count": 1, "lines": [{"line": 2, "reason": "turn 2 (assistant) is empty."}]}
+    assert response.json()["skipped"] == {
+        "count": 1,
+        "lines": [{"line": 2, "reason": "turn 2 (assistant) is empty."}],
+    }
 
 
 def test_import_size_limit(project, manager, api_client_for, settings):
     settings.IMPORT_MAX_BYTES = 100
-    response = post_import(api_client_for(manager), project, jsonl(*({"prompt": f"p{i}"} for i in range(20))), "prompts-jsonl")
+    response = post_import(
+        api_client_for(manager), project, jsonl(*({"prompt": f"p{i}"} for i in range(20))), "prompts-jsonl"
+    )
     assert response.status_code == 413 and "limited to 100 bytes" in response.json()["detail"]
     assert Prompt.objects.count() == 0
 
 
 @pytest.mark.parametrize("role", [Role.LABELER, Role.REVIEWER])
 def test_only_managers_import(project, make_member, api_client_for, role):
-    response = post_import(api_client_for(make_member(project, role)), project, jsonl({"prompt": "x"}), "prompts-jsonl")
+    response = post_import(
+        api_client_for(make_member(project, role)), project, jsonl({"prompt": "x"}), "prompts-jsonl"
+    )
     assert response.status_code == 404 and Prompt.objects.count() == 0
 
 
@@ -148,10 +166,16 @@ def test_an_unknown_format_is_refused(project, manager, api_client_for):
 
 def test_messages_jsonl_can_be_imported_for_review(project, manager, make_member, api_client_for):
     content = jsonl({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
-    response = post_import(api_client_for(manager), project, content, "messages-jsonl", dialogue_status="submitted")
+    response = post_import(
+        api_client_for(manager), project, content, "messages-jsonl", dialogue_status="submitted"
+    )
     assert response.status_code == 201
     dialogue = Dialogue.objects.get()
-    assert (dialogue.status, dialogue.author, dialogue.source) == (DialogueStatus.SUBMITTED, manager, "imported")
+    assert (dialogue.status, dialogue.author, dialogue.source) == (
+        DialogueStatus.SUBMITTED,
+        manager,
+        "imported",
+    )
     reviewer = make_member(project, Role.REVIEWER)
     assert api_client_for(reviewer).get("/api/dialogues/review-queue/").json()["count"] == 1
 
@@ -196,13 +220,19 @@ def test_hh_rlhf_fixture_import_then_export_keeps_every_turn(project, manager, a
 # --- export ---------------------------------------------------------------------------------------------------
 
 
-def test_export_streams_only_accepted_dialogues_with_snapshot_headers(project, manager, make_member, api_client_for):
+def test_export_streams_only_accepted_dialogues_with_snapshot_headers(
+    project, manager, make_member, api_client_for
+):
     author, reviewer = make_member(project), make_member(project, Role.REVIEWER)
     accepted = dialogue_submit(
         dialogue=DialogueFactory(
             project=project,
             author=author,
-            turns=[TurnData("system", "Be kind."), TurnData("user", "Hi <b>there</b>"), TurnData("assistant", "Hello!")],
+            turns=[
+                TurnData("system", "Be kind."),
+                TurnData("user", "Hi <b>there</b>"),
+                TurnData("assistant", "Hello!"),
+            ],
         ),
         author=author,
     )
@@ -248,7 +278,9 @@ def test_who_may_export(project, make_member, api_client_for):
 
 
 def test_a_large_export_streams_in_chunks(project, manager, api_client_for, django_assert_max_num_queries):
-    DialogueFactory.create_batch(1200, project=project, status=DialogueStatus.ACCEPTED, accepted_at="2020-01-01T00:00Z")
+    DialogueFactory.create_batch(
+        1200, project=project, status=DialogueStatus.ACCEPTED, accepted_at="2020-01-01T00:00Z"
+    )
     response = api_client_for(manager).get(f"/api/projects/{project.id}/export/sft.jsonl")
     assert response.streaming
     chunks = iter(response.streaming_content)

@@ -27,7 +27,11 @@ def ask_all_at_once(project, users, *, rounds: int = 1) -> list[tuple[str, int |
                 result = prompt_lease_next(project=project, user=user)
                 with lock:
                     results.append(
-                        (user.username, result.dialogue.prompt_id if result else None, bool(result and result.created))
+                        (
+                            user.username,
+                            result.dialogue.prompt_id if result else None,
+                            bool(result and result.created),
+                        )
                     )
         except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(repr(exc))
