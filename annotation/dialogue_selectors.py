@@ -95,7 +95,7 @@ def dialogue_review_queue(*, user: AbstractBaseUser, project_id: int | None = No
         dialogues = dialogues.filter(project_id=project_id)
     return (
         dialogues.select_related("project", "author", "prompt")
-        .prefetch_related("turns", "reviews")
+        .prefetch_related("turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
         .order_by("submitted_at", "id")
     )
 

@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -52,8 +53,7 @@ def my_work(request):
     project_id = _int_or_none(request.GET.get("project"))
     all_mine = dialogue_list_for_author(user=request.user, project_id=project_id)
     counts = {value: 0 for value in DialogueStatus.values}
-    for value in all_mine.values_list("status", flat=True):
-        counts[value] += 1
+    counts.update(all_mine.order_by().values_list("status").annotate(n=Count("id")))
     rows = _page(request, all_mine.filter(status=status) if status else all_mine)
     for dialogue in rows:
         dialogue.rejection = review_latest_rejection(dialogue=dialogue)
