@@ -68,7 +68,7 @@ def ranking_task_build(
             f"A ranking task needs {MIN_RESPONSES} to {MAX_RESPONSES} answers; got {len(responses)}."
         )
     task = RankingTask(project=project, context=context, is_gold=is_gold, source=source, created_by=created_by)
-    task.full_clean(exclude=["project", "created_by", "gold_order"])
+    task.full_clean(exclude=["project", "created_by", "gold_order", "context"])  # clean() checks context
     built = []
     for position, spec in enumerate(responses):
         response = Response(task=task, content=spec.content, generator=spec.generator or "", position=position,
