@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the GPU benchmarks and write JSON + logs to $OUT (the device tool's output folder) or ./bench/out.
-#   bash bench/run_gpu.sh train     # one H200: SFT and reward throughput / MFU
-#   bash bench/run_gpu.sh rollout   # one H200: rollout vs model.generate, PPO step time split
-#   bash bench/run_gpu.sh x2        # two H200s: reward and PPO under torchrun --nproc_per_node 2
+#   bash bench/run_gpu.sh sft reward eager   # one H200: SFT and reward throughput / MFU
+#   bash bench/run_gpu.sh rollout            # one H200: rollout vs model.generate, PPO step time split
+#   bash bench/run_gpu.sh x2                 # two H200s: reward and PPO under torchrun --nproc_per_node 2
 # Each benchmark is its own process with its own time limit, so one failure does not hide the rest.
 set -u
 OUT=${OUT:-bench/out}
@@ -20,18 +20,24 @@ step() {  # step NAME LIMIT_S COMMAND...
   tail -n 3 "$OUT/$name.log"
 }
 
-case "$1" in
-  train)
+for part in "$@"; do
+case "$part" in
+  sft)
     nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
-    step sft 240 python3 bench/train_throughput.py --task sft --micro-batch 16 --out "$OUT/sft.json"
+    step sft 170 python3 bench/train_throughput.py --task sft --micro-batch 16 --out "$OUT/sft.json"
+    step sft_mb32 120 python3 bench/train_throughput.py --task sft --micro-batch 32 --out "$OUT/sft_mb32.json"
+    ;;
+  reward)
     step reward 200 python3 bench/train_throughput.py --task reward --micro-batch 8 --out "$OUT/reward.json"
+    ;;
+  eager)
     step sft_eager 100 python3 bench/train_throughput.py --task sft --micro-batch 16 --no-compile \
       --out "$OUT/sft_eager.json"
     ;;
   rollout)
-    step rollout 260 python3 bench/rollout_speed.py --batch 64 256 --prompt-len 512 --new-tokens 256 \
+    step rollout 150 python3 bench/rollout_speed.py --batch 64 256 --prompt-len 512 --new-tokens 256 \
       --repeat 3 --out "$OUT/rollout.json"
-    step ppo_setup 120 python3 bench/ppo_setup.py --run-dir $PPO_DIR
+    step ppo_setup 60 python3 bench/ppo_setup.py --run-dir $PPO_DIR
     step ppo 200 python3 -m training.engine ppo --run-dir $PPO_DIR
     step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 1 --out "$OUT/ppo_1gpu.json"
     ;;
@@ -39,9 +45,10 @@ case "$1" in
     nvidia-smi --query-gpu=name --format=csv
     step reward_x2 240 torchrun --nproc_per_node 2 bench/train_throughput.py --task reward --micro-batch 8 \
       --out "$OUT/reward_x2.json"
-    step ppo_setup 120 python3 bench/ppo_setup.py --run-dir $PPO_DIR
+    step ppo_setup 60 python3 bench/ppo_setup.py --run-dir $PPO_DIR
     step ppo_x2 220 torchrun --nproc_per_node 2 -m training.engine ppo --run-dir $PPO_DIR
     step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 2 --out "$OUT/ppo_2gpu.json"
     ;;
-  *) echo "usage: $0 train|rollout|x2"; exit 2 ;;
+  *) echo "usage: $0 PART... (sft reward eager rollout x2)"; exit 2 ;;
 esac
+done

@@ -105,9 +105,10 @@ class RolloutEngine:
         h = body.embed_tokens(tokens)
         cos, sin = body.rotary_emb(h, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        mask = key_valid[:, None, None, :] & causal[None, None]
-        # a left-padding query sees no real key; let it see itself so softmax has no all -inf row
-        mask[..., torch.arange(tokens.size(1), device=tokens.device), slots] = True
+        # a left-padding query sees no real key; let each query see its own slot so no softmax row is
+        # all -inf (built by comparison: indexing with a Python True would copy from the host in a graph)
+        own_slot = torch.arange(key_valid.size(1), device=tokens.device)[None, :] == slots[:, None]
+        mask = (key_valid[:, None, None, :] & causal[None, None]) | own_slot[None, None]
         bsz, steps = tokens.shape
         for i, layer in enumerate(body.layers):
             attn = layer.self_attn
