@@ -38,10 +38,13 @@ class Config(TrainConfig):
     eval_file: str = ""  # held-out pairs; empty: hold out eval_fraction of the rankings of train_file
     eval_fraction: float = 0.1  # share of pairs (whole rankings) held out when eval_file is empty
     weigh_by_ranking: bool = True  # pairs weigh 1/(pairs of their ranking); false: every pair weighs 1
+    # pair margins are multiplied by this (the ranking export's margin is the rank distance); 0 ignores them
+    margin_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
+        require(self.margin_scale >= 0, "margin_scale must not be negative")
 
 
 def main(config: Config, run_dir: RunDir) -> Result:
@@ -87,8 +90,9 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
         train_pairs, eval_pairs = pairs, read_preference_pairs(run_dir.input_file(config.eval_file))
     else:
         train_pairs, eval_pairs = group_split(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
-    if not config.weigh_by_ranking:
-        for pair in train_pairs:
+    for pair in train_pairs + eval_pairs:
+        pair["margin"] *= config.margin_scale
+        if not config.weigh_by_ranking:
             pair["weight"] = 1.0
 
     source = run_dir.model_source(config.model_path)
