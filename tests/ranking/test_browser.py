@@ -53,12 +53,12 @@ def test_labeler_ranks_with_keyboard_and_drag_and_drop_ties_flags_and_lands_on_t
     assert _groups(page) == [["3"], ["4"], ["1"]]
 
     # drag and drop: answer 2 from the pool onto answer 1's rank -> a tie
-    page.locator('#rank-pool .chip[data-response-id="%d"]' % ids["2"]).drag_to(
+    page.locator(f'#rank-pool .chip[data-response-id="{ids["2"]}"]').drag_to(
         page.locator('#rank-groups li.rank-group[data-index="2"]')
     )
     assert _groups(page) == [["3"], ["4"], ["1", "2"]]
     # drag answer 4 into the gap above the first rank: it becomes the best
-    page.locator('#rank-groups .chip[data-response-id="%d"]' % ids["4"]).drag_to(
+    page.locator(f'#rank-groups .chip[data-response-id="{ids["4"]}"]').drag_to(
         page.locator('#rank-groups li.rank-gap[data-position="0"]')
     )
     assert _groups(page) == [["4"], ["3"], ["1", "2"]]
@@ -69,13 +69,13 @@ def test_labeler_ranks_with_keyboard_and_drag_and_drop_ties_flags_and_lands_on_t
     assert _groups(page) == [["4"], ["3"], ["1"], ["2"]]
     page.keyboard.press("t")
     assert _groups(page) == [["4"], ["3"], ["1", "2"]]
-    assert page.locator("#answer-%d [data-rank-badge]" % ids["1"]).inner_text() == "Rank 3 (tie)"
+    assert page.locator(f"#answer-{ids['1']} [data-rank-badge]").inner_text() == "Rank 3 (tie)"
 
     # flag answer 4 as a hallucination, score answer 3 with 6
-    card4 = page.locator("#answer-%d" % ids["4"])
+    card4 = page.locator(f"#answer-{ids['4']}")
     card4.locator("details.flags summary").click()
     card4.locator('input[value="hallucination"]').check()
-    page.locator("#answer-%d" % ids["3"]).locator('input[data-score-for][value="6"]').check()
+    page.locator(f"#answer-{ids['3']}").locator('input[data-score-for][value="6"]').check()
 
     with page.expect_navigation():
         page.click("#submit-ranking")

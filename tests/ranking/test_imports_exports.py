@@ -9,7 +9,12 @@ from annotation.models import Role
 from config.exceptions import ApplicationError
 from ranking.models import Ranking, RankingTask, TaskStatus
 from ranking.services.exports import hh_rlhf_pairs, preference_pairs
-from ranking.services.imports import ImportRefused, hh_transcript_parse, hh_transcript_render, ranking_tasks_import
+from ranking.services.imports import (
+    ImportRefused,
+    hh_transcript_parse,
+    hh_transcript_render,
+    ranking_tasks_import,
+)
 from ranking.services.rankings import ranking_submit
 from ranking.services.tasks import ranking_task_gold_set
 from tests.ranking.factories import RankingTaskFactory, response_ids

@@ -7,9 +7,19 @@ from django.utils import timezone
 
 from annotation.models import Role
 from ranking.models import Lease
-from ranking.services.leasing import gold_is_due, leases_purge_expired, ranking_task_lease_next, ranking_task_skip
+from ranking.services.leasing import (
+    gold_is_due,
+    leases_purge_expired,
+    ranking_task_lease_next,
+    ranking_task_skip,
+)
 from ranking.services.rankings import ranking_submit
-from ranking.services.tasks import ResponseSpec, ranking_task_create, ranking_task_disable, ranking_task_gold_set
+from ranking.services.tasks import (
+    ResponseSpec,
+    ranking_task_create,
+    ranking_task_disable,
+    ranking_task_gold_set,
+)
 from tests.ranking.factories import RankingTaskFactory, response_ids
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +47,7 @@ def test_reloading_gives_the_same_task_with_a_fresh_expiry(project, make_member)
 def test_tasks_nearest_completion_come_first(project, make_member):
     project.rankings_per_task = 3
     project.save()
-    older, newer = RankingTaskFactory(project=project), RankingTaskFactory(project=project)
+    _older, newer = RankingTaskFactory(project=project), RankingTaskFactory(project=project)
     _rank(newer, make_member(project))
     assert _lease(project, make_member(project)) == newer
 

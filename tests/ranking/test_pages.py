@@ -97,3 +97,14 @@ def test_project_page_shows_ranking_actions_by_role(client, project, make_member
     assert "Ranking quality" not in html and "Export preference pairs" not in html
     html = _logged_in(client, make_member(project, Role.MANAGER)).get(f"/projects/{project.pk}/").content.decode()
     assert "Ranking quality" in html and "Import ranking tasks" in html and "Export preference pairs" in html
+
+
+def test_demo_seed_adds_ranking_tasks_once(monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-for-tests")
+    call_command("seed_demo")
+    call_command("ranking_seed_demo")
+    call_command("ranking_seed_demo")
+    tasks = RankingTask.objects.filter(project__slug="demo")
+    assert tasks.count() == 3 and tasks.filter(is_gold=True).count() == 1

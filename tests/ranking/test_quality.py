@@ -22,7 +22,7 @@ def team(project, make_member):
     careful = [make_member(project, username=f"careful{i}") for i in range(3)]
     careless = make_member(project, username="careless")
     orders = []
-    for number in range(3):
+    for _number in range(3):
         task = RankingTaskFactory(project=project, answers=3)
         a, b, c = response_ids(task)
         for index, labeler in enumerate(careful):
