@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
 from annotation.dialogue_services import TurnData, dialogue_submit
@@ -34,7 +35,7 @@ def test_labeler_writes_reloads_submits_reviewer_accepts_and_export_has_it(
     page.get_by_role("button", name="+ System turn").click()
     page.get_by_label("Turn 1 (system)").fill("You are a careful math tutor.")
     page.get_by_label("Turn 2 (user)").fill("What is 2 + 2?")
-    page.locator("#save-status", has_text="Saved").wait_for()
+    expect(page.locator("#save-status")).to_have_text("Saved", timeout=15_000)  # not "Unsaved …"
 
     page.reload()  # mid-way: the assistant's answer isn't written yet
     assert page.get_by_label("Turn 1 (system)").input_value() == "You are a careful math tutor."
@@ -94,9 +95,9 @@ def test_two_tabs_editing_the_same_draft_never_overwrite_each_other(
     other_tab.goto(url)
 
     page.get_by_label("Turn 2 (assistant)").fill("written in tab A")
-    page.locator("#save-status", has_text="Saved").wait_for()
+    expect(page.locator("#save-status")).to_have_text("Saved", timeout=15_000)  # not "Unsaved …"
     other_tab.get_by_label("Turn 2 (assistant)").fill("written in tab B")
-    other_tab.locator("#save-status", has_text="Conflict").wait_for()
+    expect(other_tab.locator("#save-status")).to_contain_text("Conflict:", timeout=15_000)
     assert other_tab.get_by_role("button", name="Reload").is_visible()
     assert [t.content for t in Dialogue.objects.get().turns.all()] == ["start", "written in tab A"]
     other_tab.get_by_role("button", name="Reload").click()
