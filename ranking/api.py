@@ -12,7 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from annotation.models import Role
+from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role
 from config.exceptions import ApplicationError
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskStatus
@@ -60,8 +60,19 @@ class RankingResponseCreateInputSerializer(serializers.Serializer):
 
 class RankingTaskCreateInputSerializer(serializers.Serializer):
     project = serializers.IntegerField()
-    context = RankingMessageSerializer(many=True, allow_empty=False)
+    prompt = serializers.IntegerField(
+        required=False, allow_null=True, help_text="A queue prompt of the project the answers were sampled for."
+    )
+    context = RankingMessageSerializer(
+        many=True, allow_empty=False, required=False,
+        help_text="The conversation, ending on a user turn. Defaults to the prompt's text when `prompt` is given.",
+    )
     responses = RankingResponseCreateInputSerializer(many=True, allow_empty=False)
+
+    def validate(self, attrs):
+        if not attrs.get("context") and not attrs.get("prompt"):
+            raise serializers.ValidationError({"context": "Give the conversation context (or a prompt)."})
+        return attrs
     is_gold = serializers.BooleanField(default=False)
     gold_order = serializers.JSONField(
         required=False, allow_null=True,
@@ -91,6 +102,7 @@ class RankingOutputSerializer(serializers.Serializer):
 class RankingTaskOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     project = serializers.IntegerField()
+    prompt = serializers.IntegerField(allow_null=True)
     status = serializers.ChoiceField(choices=TaskStatus.choices)
     context = RankingMessageSerializer(many=True)
     responses = RankingTaskResponseOutputSerializer(many=True, help_text="In the order shown to you.")
@@ -122,6 +134,7 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
     payload = {
         "id": task.pk,
         "project": task.project_id,
+        "prompt": task.prompt_id,
         "status": task.status,
         "context": task.context,
         "responses": responses,
@@ -196,9 +209,15 @@ class RankingTaskCollectionApi(APIView):
             )
             for r in data["responses"]
         ]
+        prompt = None
+        if data.get("prompt") is not None:
+            prompt = Prompt.objects.filter(pk=data["prompt"], project=project).first()
+            if prompt is None:
+                raise ApplicationError(f"prompt: no prompt {data['prompt']} in this project.")
         task = ranking_task_create(
             project=project,
-            context=[dict(message) for message in data["context"]],
+            prompt=prompt,
+            context=[dict(message) for message in data.get("context") or []],
             responses=specs,
             is_gold=data["is_gold"] or data.get("gold_order") is not None,
             gold_positions=data.get("gold_order"),

@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Project
+from annotation.models import Project, Prompt
 
 MIN_RESPONSES = 2
 MAX_RESPONSES = 9
@@ -78,6 +78,14 @@ class RankingTask(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_tasks")
     context = models.JSONField(help_text="The conversation so far: [{role, content}, …], ending on a user turn.")
+    prompt = models.ForeignKey(
+        Prompt,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ranking_tasks",
+        help_text="The queue prompt the answers were sampled for, if any (sampling jobs set it).",
+    )
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.OPEN)
     source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.API)
     is_gold = models.BooleanField(
@@ -108,6 +116,8 @@ class RankingTask(models.Model):
 
     def clean(self) -> None:
         context_validate(self.context)
+        if self.prompt_id is not None and self.prompt.project_id != self.project_id:
+            raise ValidationError({"prompt": "The prompt belongs to another project."})
 
     @property
     def prompt_preview(self) -> str:

@@ -4,7 +4,8 @@ Locking rule: whoever adds a lease or a ranking to a task holds that task's row 
 (``select_for_update``) and counts the task's rankings and live leases after taking it. Since every
 writer holds the lock, that count is exact, so a task never gets more labelers than it needs, however
 many labelers ask at once. ``skip_locked`` lets concurrent labelers pass over a task someone else is
-being given instead of queueing behind them.
+being given instead of queueing behind them; only when every candidate is locked does a labeler wait
+(for one, holding no other task lock), so nobody is told "nothing left" while slots remain.
 """
 
 from __future__ import annotations
@@ -113,21 +114,32 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
     return None
 
 
+class _TaskFull(Exception):
+    """The candidate filled up meanwhile: roll its savepoint back, which releases its row lock."""
+
+
 def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease | None:
     tried: list[int] = []
     for _ in range(_MAX_ATTEMPTS):
-        task = (
-            _candidates(project=project, labeler=labeler, gold=gold, now=now)
-            .exclude(pk__in=tried)
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
-        if task is None:
-            return None
-        # the candidate query read an older snapshot; recount now that the row lock is ours
-        if gold or ranking_task_slots_taken(task=task, now=now) < project.rankings_per_task:
-            return Lease.objects.create(task=task, labeler=labeler, expires_at=expires_at)
-        tried.append(task.pk)
+        candidates = _candidates(project=project, labeler=labeler, gold=gold, now=now).exclude(pk__in=tried)
+        try:
+            # one savepoint per candidate: a full one is released at once, so we never hold two task
+            # locks while waiting for a third (no deadlock between labelers)
+            with transaction.atomic():
+                task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+                if task is None:
+                    # every candidate left is being given to someone else this instant: wait for one
+                    # rather than answer "nothing left" while slots may remain
+                    task = candidates.select_for_update(of=("self",)).first()
+                if task is None:
+                    return None
+                # the candidate query read an older snapshot; recount now that the row lock is ours
+                if gold or ranking_task_slots_taken(task=task, now=now) < project.rankings_per_task:
+                    return Lease.objects.create(task=task, labeler=labeler, expires_at=expires_at)
+                tried.append(task.pk)
+                raise _TaskFull
+        except _TaskFull:
+            continue
     return None
 
 

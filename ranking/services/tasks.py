@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Project
+from annotation.models import Project, Prompt
 from config.exceptions import ApplicationError
 from ranking.models import (
     MAX_RESPONSES,
@@ -57,17 +57,23 @@ def ranking_task_build(
     gold_positions: list | None = None,
     source: str = TaskSource.API,
     created_by: AbstractBaseUser | None = None,
+    prompt: Prompt | None = None,
 ) -> tuple[RankingTask, list[Response]]:
     """Validate a task and its answers without saving; raise ValidationError saying what is wrong.
 
     ``gold_positions`` is the gold ranking in answer positions (0-based, as given), since the answers
-    have no ids yet; it is required for a gold task.
+    have no ids yet; it is required for a gold task. With a ``prompt`` and no ``context``, the
+    context is the prompt as a single user turn.
     """
+    if prompt is not None and not context:
+        context = [{"role": "user", "content": prompt.text}]
     if not MIN_RESPONSES <= len(responses) <= MAX_RESPONSES:
         raise ValidationError(
             f"A ranking task needs {MIN_RESPONSES} to {MAX_RESPONSES} answers; got {len(responses)}."
         )
-    task = RankingTask(project=project, context=context, is_gold=is_gold, source=source, created_by=created_by)
+    task = RankingTask(
+        project=project, context=context, is_gold=is_gold, source=source, created_by=created_by, prompt=prompt
+    )
     task.full_clean(exclude=["project", "created_by", "gold_order", "context"])  # clean() checks context
     built = []
     for position, spec in enumerate(responses):
@@ -118,13 +124,14 @@ def ranking_task_create(
     gold_positions: list | None = None,
     source: str = TaskSource.API,
     created_by: AbstractBaseUser | None = None,
+    prompt: Prompt | None = None,
 ) -> RankingTask:
-    """Create a ranking task with its answers (K = 2…9)."""
+    """Create a ranking task with its answers (K = 2…9), optionally for a queue ``prompt`` of the project."""
     if project.is_archived:
         raise ApplicationError("The project is archived: it takes no new tasks.")
     built = ranking_task_build(
         project=project, context=context, responses=responses, is_gold=is_gold, gold_positions=gold_positions,
-        source=source, created_by=created_by,
+        source=source, created_by=created_by, prompt=prompt,
     )
     [task] = ranking_tasks_save(built=[built])
     return task

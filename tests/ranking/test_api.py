@@ -73,7 +73,7 @@ def test_labelers_see_no_generator_gold_or_others_rankings(api_client_for, proje
     RankingFactory(task=task)
     labeler = make_member(project)
     data = api_client_for(labeler).get(f"/api/ranking-tasks/{task.pk}/").json()
-    assert set(data) == {"id", "project", "status", "context", "responses", "rankings_required",
+    assert set(data) == {"id", "project", "prompt", "status", "context", "responses", "rankings_required",
                          "lease_expires_at", "my_ranking"}
     assert all(set(r) == {"id", "content"} for r in data["responses"])
     manager = make_member(project, Role.MANAGER)
@@ -244,3 +244,22 @@ def test_import_errors_come_back_as_400_with_line_numbers(api_client_for, projec
     assert response.json()["errors"] == ["line 2: not valid JSON (Expecting value)"]
     assert not RankingTask.objects.exists()
     assert json.loads(json.dumps(response.json()))["error_count"] == 1
+
+
+def test_a_task_can_point_at_a_queue_prompt_and_take_its_text_as_context(api_client_for, project, make_member):
+    from annotation.models import Prompt
+    from tests.factories import ProjectFactory
+
+    prompt = Prompt.objects.create(project=project, text="Write a limerick.", text_hash="h1")
+    foreign = Prompt.objects.create(project=ProjectFactory(), text="Other", text_hash="h2")
+    client = api_client_for(make_member(project, Role.MANAGER))
+    body = {"project": project.pk, "prompt": prompt.pk, "responses": TASK_BODY["responses"]}
+    response = client.post("/api/ranking-tasks/", body, format="json")
+    assert response.status_code == 201
+    assert response.json()["prompt"] == prompt.pk
+    assert response.json()["context"] == [{"role": "user", "content": "Write a limerick."}]
+    refused = client.post("/api/ranking-tasks/", {**body, "prompt": foreign.pk}, format="json")
+    assert refused.status_code == 400 and "no prompt" in refused.json()["detail"]
+    missing = client.post("/api/ranking-tasks/", {"project": project.pk, "responses": TASK_BODY["responses"]},
+                          format="json")
+    assert missing.status_code == 400 and "context" in missing.json()["detail"]
