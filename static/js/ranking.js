@@ -305,11 +305,21 @@
         return;
       }
       say(await detail(response), true);
+      if (response.status === 409 || response.status === 404) offerNext();
     } catch (error) {
       say("Could not reach the server; your ranking is kept here. Press Submit again.", true);
     }
     submitting = false;
     render();
+  }
+  function offerNext() {
+    // the task can't take this ranking any more (taken by others, closed): offer the next one
+    const link = document.createElement("a");
+    link.href = config.nextUrl;
+    link.className = "button";
+    link.id = "next-task";
+    link.textContent = "Take the next task";
+    statusLine.append(" ", link);
   }
   async function skip() {
     if (submitting) return;

@@ -143,3 +143,27 @@ def test_an_answer_holding_a_script_payload_runs_nothing(live_server, page, logi
     page.locator(".answers").get_by_text("click me").click()
     assert page.evaluate("window.__pwned") is None
     assert page.js_errors == []
+
+
+def test_a_task_taken_by_others_meanwhile_says_so_and_offers_the_next(live_server, page, login, project, make_member):
+    from ranking.models import Lease
+
+    project.rankings_per_task = 1
+    project.save()
+    task = _task(project, ["one", "two"])
+    labeler = make_member(project)
+    login(page, labeler.username)
+    page.goto(f"{live_server.url}/projects/{project.pk}/rank/")
+    # the lease runs out and another labeler ranks the task before this one submits
+    Lease.objects.filter(labeler=labeler).delete()
+    from ranking.services.rankings import ranking_submit
+
+    ranking_submit(task=task, labeler=make_member(project), order=[[r.pk] for r in task.responses.all()])
+    page.keyboard.press("1")
+    page.keyboard.press("2")
+    page.click("#submit-ranking")
+    page.wait_for_selector("#next-task")
+    assert "already has the rankings it needs" in page.locator("#rank-status").inner_text()
+    page.click("#next-task")
+    assert page.locator("#no-task").is_visible()
+    assert page.js_errors == []
