@@ -15,9 +15,12 @@ step() {  # step NAME LIMIT_S COMMAND...
   local name=$1 limit=$2; shift 2
   echo "=== $name: $*"
   local start=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  # one log for all steps: the device tool returns at most 8 files
+  echo "=== $name: $*" >> "$OUT/steps.log"
+  timeout "$limit" "$@" > "/tmp/$name.log" 2>&1
   echo "=== $name: exit $? after $((SECONDS - start)) s"
-  tail -n 3 "$OUT/$name.log"
+  cat "/tmp/$name.log" >> "$OUT/steps.log"
+  tail -n 3 "/tmp/$name.log"
 }
 
 for part in "$@"; do
@@ -48,6 +51,7 @@ case "$part" in
     step ppo_setup 60 python3 bench/ppo_setup.py --run-dir $PPO_DIR
     step ppo_x2 220 torchrun --nproc_per_node 2 -m training.engine ppo --run-dir $PPO_DIR
     step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 2 --out "$OUT/ppo_2gpu.json"
+    step sft_mb32 120 python3 bench/train_throughput.py --task sft --micro-batch 32 --out "$OUT/sft_mb32.json"
     ;;
   *) echo "usage: $0 PART... (sft reward eager rollout x2)"; exit 2 ;;
 esac
