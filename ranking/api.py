@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response as ApiResponse
@@ -38,9 +37,6 @@ from ranking.services.tasks import (
     ranking_task_gold_set,
     response_author_resolve,
 )
-
-MANAGERS_AND_ML_ENGINEERS = "Only the project's managers and ML engineers may do this."
-
 
 # ---- serializers (names are unique project-wide: drf-spectacular names components by class) ----
 
@@ -160,7 +156,7 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
 
 def _require_manager_or_ml_engineer(*, user, project) -> None:
     if not user_may_manage_tasks(user=user, project=project):
-        raise PermissionDenied(MANAGERS_AND_ML_ENGINEERS)
+        raise Http404("No such project.")  # a role too low answers like a foreign project
 
 
 # ---- tasks ----
@@ -181,7 +177,7 @@ class RankingTaskCollectionApi(APIView):
     def get(self, request):
         project = project_get_for_user(user=request.user, project_id=request.query_params.get("project"))
         if not user_sees_task_internals(user=request.user, project=project):
-            raise PermissionDenied("Only reviewers, managers and ML engineers may list a project's tasks.")
+            raise Http404("No such project.")  # a role too low answers like a foreign project
         is_gold = request.query_params.get("is_gold")
         tasks = ranking_task_list(
             project=project,
@@ -312,7 +308,7 @@ class RankingTaskGoldApi(APIView):
     def post(self, request, task_id: int):
         task = ranking_task_get_for_user(user=request.user, task_id=task_id)
         if not user_has_role(user=request.user, project=task.project, role=Role.MANAGER):
-            raise PermissionDenied("Only the project's managers may set gold rankings.")
+            raise Http404("No such project.")  # a role too low answers like a foreign project
         serializer = self.RankingGoldInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         task = ranking_task_gold_set(task=task, order=serializer.validated_data["order"])
@@ -347,7 +343,7 @@ class RankingTaskImportApi(APIView):
         data = serializer.validated_data
         project = project_get_for_user(user=request.user, project_id=data["project"])
         if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
-            raise PermissionDenied("Only the project's managers may import ranking tasks.")
+            raise Http404("No such project.")  # a role too low answers like a foreign project
         upload = data["file"]
         report = ranking_tasks_import(
             project=project, file=upload, format=data["format"], created_by=request.user, size=upload.size
@@ -457,7 +453,7 @@ class RankingQualityApi(APIView):
     def get(self, request, project_id: int):
         project = project_get_for_user(user=request.user, project_id=project_id)
         if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
-            raise PermissionDenied("Only the project's managers may see its ranking quality.")
+            raise Http404("No such project.")  # a role too low answers like a foreign project
         quality = project_ranking_quality(project=project)
         return ApiResponse(
             {

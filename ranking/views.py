@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -65,7 +65,7 @@ def my_stats(request, project_id: int):
 def quality(request, project_id: int):
     project = project_get_for_user(user=request.user, project_id=project_id)
     if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
-        raise PermissionDenied("Only the project's managers may see its ranking quality.")
+        raise Http404("No such project.")
     return render(
         request,
         "ranking/quality.html",
@@ -77,7 +77,7 @@ def quality(request, project_id: int):
 def import_tasks(request, project_id: int):
     project = project_get_for_user(user=request.user, project_id=project_id)
     if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
-        raise PermissionDenied("Only the project's managers may import ranking tasks.")
+        raise Http404("No such project.")
     errors: list[str] = []
     if request.method == "POST":
         upload = request.FILES.get("file")

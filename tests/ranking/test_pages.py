@@ -69,7 +69,7 @@ def test_quality_page_is_for_managers(client, project, make_member):
     labeler = make_member(project, username="lab-one")
     task = RankingTaskFactory(project=project, answers=2)
     ranking_submit(task=task, labeler=labeler, order=[[i] for i in response_ids(task)])
-    assert _logged_in(client, labeler).get(f"/projects/{project.pk}/ranking/quality/").status_code == 403
+    assert _logged_in(client, labeler).get(f"/projects/{project.pk}/ranking/quality/").status_code == 404
     html = _logged_in(client, make_member(project, Role.MANAGER)).get(f"/projects/{project.pk}/ranking/quality/")
     assert html.status_code == 200 and 'data-labeler="lab-one"' in html.content.decode()
 
@@ -87,7 +87,7 @@ def test_import_page_imports_and_reports_line_errors(client, project, make_membe
     assert response.status_code == 400 and "line 1: context must be a non-empty list" in response.content.decode()
     assert RankingTask.objects.count() == 1
     labeler = make_member(project)
-    assert _logged_in(client, labeler).get(f"/projects/{project.pk}/ranking/import/").status_code == 403
+    assert _logged_in(client, labeler).get(f"/projects/{project.pk}/ranking/import/").status_code == 404
 
 
 def test_project_page_shows_ranking_actions_by_role(client, project, make_member):
