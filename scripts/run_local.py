@@ -35,6 +35,7 @@ def main() -> int:
     _manage("migrate", "--noinput", "-v", "0")
     _manage("createcachetable")
     _manage("seed_demo")
+    _manage("ranking_seed_demo")
     _manage("collectstatic", "--noinput", "-v", "0")
 
     commands = {

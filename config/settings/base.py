@@ -170,6 +170,10 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Default entries; the database scheduler copies them into admin, where they can be edited.
+CELERY_BEAT_SCHEDULE = {
+    "ranking-leases-purge-expired": {"task": "ranking.leases_purge_expired", "schedule": 15 * 60.0},
+}
 CELERY_TIMEZONE = TIME_ZONE
 # Training tasks set their own (long) limits; everything else must finish within this.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)

@@ -15,6 +15,7 @@ def test_seed_demo_is_idempotent_and_uses_demo_password(monkeypatch):
     assert project.name == "Demo assistant"
     assert Project.objects.filter(slug="demo").count() == 1
     assert project.guidelines.count() == 1
+    assert project.prompts.count() == 5  # the labelers' queue has work on a first look
     roles = dict(Membership.objects.filter(project=project).values_list("user__username", "role"))
     assert roles == {
         "manager": "manager", "reviewer": "reviewer", "labeler1": "labeler", "labeler2": "labeler",

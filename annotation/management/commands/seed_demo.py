@@ -7,7 +7,8 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from annotation.models import Project, Role
+from annotation.dialogue_services import prompt_create, prompt_text_hash
+from annotation.models import Project, Prompt, Role
 from annotation.services import guideline_publish, membership_set, project_create
 
 DEFAULT_DEMO_PASSWORD = "rlhf-demo-pass"
@@ -35,6 +36,14 @@ Write the conversation you would want a helpful, honest and harmless assistant t
 
 Markdown works here: `code`, *emphasis*, lists and [links](https://example.org).
 """
+
+DEMO_PROMPTS = [
+    "Explain what a hash table is to someone who has just started programming.",
+    "Write a short, polite email declining a meeting invitation.",
+    "What are three ways to make a slow SQL query faster?",
+    "My houseplant's leaves are turning yellow. What could be wrong?",
+    "Summarise the plot of Romeo and Juliet in three sentences.",
+]
 
 
 class Command(BaseCommand):
@@ -76,6 +85,11 @@ class Command(BaseCommand):
                 *Permission.objects.filter(content_type__app_label__in=["annotation", "ranking", "training"]),
                 Permission.objects.get(codename="view_user", content_type__app_label="auth"),
             )
+
+        manager = User.objects.get(username="manager")
+        for text in DEMO_PROMPTS:
+            if not Prompt.objects.filter(project=project, text_hash=prompt_text_hash(text)).exists():
+                prompt_create(project=project, text=text, created_by=manager)
 
         self.stdout.write(self.style.SUCCESS(
             f"Demo ready: project '{project.name}' (slug demo); users admin, "
