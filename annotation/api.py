@@ -109,12 +109,14 @@ class ProjectMemberListApi(APIView):
 class MarkdownPreviewApi(APIView):
     """Render Markdown the way other people will see it (sanitised)."""
 
+    class MarkdownPreviewInputSerializer(serializers.Serializer):
+        text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
+
     @extend_schema(
-        request=inline_serializer("MarkdownPreviewInput", {"text": serializers.CharField(allow_blank=True)}),
+        request=MarkdownPreviewInputSerializer,
         responses=inline_serializer("MarkdownPreviewOutput", {"html": serializers.CharField()}),
     )
     def post(self, request):
-        text = request.data.get("text", "")
-        if not isinstance(text, str) or len(text) > 100_000:
-            return Response({"detail": "text must be a string of at most 100,000 characters."}, status=400)
-        return Response({"html": str(render_markdown(text))})
+        serializer = self.MarkdownPreviewInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response({"html": str(render_markdown(serializer.validated_data["text"]))})

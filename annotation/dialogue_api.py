@@ -39,6 +39,7 @@ from annotation.models import (
     TurnRole,
 )
 from annotation.selectors import project_get_for_user
+from config.ids import parse_object_id
 
 PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project (id).")
 
@@ -49,10 +50,10 @@ def _project_param(request, *, required: bool = False) -> int | None:
         if required:
             raise serializers.ValidationError({"project": "Give the project id: ?project=ID."})
         return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise serializers.ValidationError({"project": "must be an integer id."}) from exc
+    project_id = parse_object_id(raw)
+    if project_id is None:
+        raise serializers.ValidationError({"project": "must be a project id (a positive integer)."})
+    return project_id
 
 
 # --- serializers (names unique in the whole project: drf-spectacular names components after them) ------

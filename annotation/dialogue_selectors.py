@@ -16,6 +16,7 @@ from annotation.models import (
     Role,
 )
 from annotation.selectors import user_can_use_training_api, user_has_role
+from config.ids import parse_object_id
 
 # A draft is private to its author; reviewers see the rest of the life cycle.
 PRIVATE_STATUSES = [DialogueStatus.DRAFT]
@@ -47,7 +48,7 @@ def dialogue_get_for_user(*, user: AbstractBaseUser, dialogue_id: int | str) -> 
             .prefetch_related(
                 "turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer"))
             )
-            .get(pk=int(dialogue_id))
+            .get(pk=parse_object_id(dialogue_id))
         )
     except (Dialogue.DoesNotExist, ValueError, TypeError) as exc:
         raise Http404("No such dialogue.") from exc

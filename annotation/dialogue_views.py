@@ -31,6 +31,7 @@ from annotation.importers import FORMATS, ImportLineError, project_import
 from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
 from annotation.selectors import membership_get, project_get_for_user, project_list_for_user, user_has_role
 from config.exceptions import ApplicationError
+from config.ids import parse_object_id
 
 PAGE_SIZE = 50
 
@@ -40,10 +41,7 @@ def _page(request, queryset):
 
 
 def _int_or_none(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw else None
-    except ValueError:
-        return None
+    return parse_object_id(raw) if raw else None
 
 
 @login_required

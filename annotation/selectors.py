@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from annotation.models import Membership, Project, Role
+from config.ids import parse_object_id
 
 
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -31,10 +32,9 @@ def project_get_for_user(*, user: AbstractBaseUser, project_id: int | str, role:
     A project the user can't see answers the same as one that doesn't exist, so ids leak nothing.
     A member whose role is too low gets 404 too for the same reason.
     """
-    try:
-        project = Project.objects.get(pk=int(project_id))
-    except (Project.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No such project.") from exc
+    project = Project.objects.filter(pk=parse_object_id(project_id)).first()
+    if project is None:
+        raise Http404("No such project.")
     membership = membership_get(user=user, project=project)
     if membership is None or not membership.has_role(role):
         raise Http404("No such project.")

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from annotation.models import Project, Role
 from annotation.selectors import membership_get, user_can_use_training_api
+from config.ids import parse_object_id
 from ranking.models import Flag, Lease, Ranking, RankingTask, Response, Skip, TaskStatus
 from ranking.services.agreement import kendall_tau_b, krippendorff_alpha_ordinal, pairwise_accuracy
 from ranking.services.consensus import ranked_pairs
@@ -30,7 +31,7 @@ MIN_TASKS_TO_JUDGE = 3
 def ranking_task_get_for_user(*, user: AbstractBaseUser, task_id: int | str) -> RankingTask:
     """Return the task if ``user`` belongs to its project; otherwise raise 404 (ids leak nothing)."""
     try:
-        task = RankingTask.objects.select_related("project").get(pk=int(task_id))
+        task = RankingTask.objects.select_related("project").get(pk=parse_object_id(task_id))
     except (RankingTask.DoesNotExist, ValueError, TypeError) as exc:
         raise Http404("No such ranking task.") from exc
     if membership_get(user=user, project=task.project) is None:

@@ -4,24 +4,24 @@ from ranking import api, views
 
 urlpatterns = [
     # pages
-    path("projects/<int:project_id>/rank/", views.rank_next, name="ranking-rank"),
-    path("projects/<int:project_id>/ranking/stats/", views.my_stats, name="ranking-my-stats"),
-    path("projects/<int:project_id>/ranking/quality/", views.quality, name="ranking-quality"),
-    path("projects/<int:project_id>/ranking/import/", views.import_tasks, name="ranking-import"),
+    path("projects/<id:project_id>/rank/", views.rank_next, name="ranking-rank"),
+    path("projects/<id:project_id>/ranking/stats/", views.my_stats, name="ranking-my-stats"),
+    path("projects/<id:project_id>/ranking/quality/", views.quality, name="ranking-quality"),
+    path("projects/<id:project_id>/ranking/import/", views.import_tasks, name="ranking-import"),
     # API
     path("api/ranking-tasks/", api.RankingTaskCollectionApi.as_view(), name="api-ranking-tasks"),
     path("api/ranking-tasks/next/", api.RankingTaskNextApi.as_view(), name="api-ranking-task-next"),
     path("api/ranking-tasks/import/", api.RankingTaskImportApi.as_view(), name="api-ranking-task-import"),
-    path("api/ranking-tasks/<int:task_id>/", api.RankingTaskDetailApi.as_view(), name="api-ranking-task-detail"),
-    path("api/ranking-tasks/<int:task_id>/skip/", api.RankingTaskSkipApi.as_view(), name="api-ranking-task-skip"),
-    path("api/ranking-tasks/<int:task_id>/rankings/", api.RankingSubmitApi.as_view(), name="api-ranking-submit"),
-    path("api/ranking-tasks/<int:task_id>/gold/", api.RankingTaskGoldApi.as_view(), name="api-ranking-task-gold"),
+    path("api/ranking-tasks/<id:task_id>/", api.RankingTaskDetailApi.as_view(), name="api-ranking-task-detail"),
+    path("api/ranking-tasks/<id:task_id>/skip/", api.RankingTaskSkipApi.as_view(), name="api-ranking-task-skip"),
+    path("api/ranking-tasks/<id:task_id>/rankings/", api.RankingSubmitApi.as_view(), name="api-ranking-submit"),
+    path("api/ranking-tasks/<id:task_id>/gold/", api.RankingTaskGoldApi.as_view(), name="api-ranking-task-gold"),
     path(
-        "api/projects/<int:project_id>/export/preferences.jsonl",
+        "api/projects/<id:project_id>/export/preferences.jsonl",
         api.PreferenceExportApi.as_view(),
         name="api-ranking-export-preferences",
     ),
-    path("api/projects/<int:project_id>/export/hh-rlhf.jsonl", api.HhRlhfExportApi.as_view(), name="api-ranking-export-hh"),
-    path("api/projects/<int:project_id>/ranking-stats/me/", api.RankingStatsMeApi.as_view(), name="api-ranking-stats-me"),
-    path("api/projects/<int:project_id>/ranking-quality/", api.RankingQualityApi.as_view(), name="api-ranking-quality"),
+    path("api/projects/<id:project_id>/export/hh-rlhf.jsonl", api.HhRlhfExportApi.as_view(), name="api-ranking-export-hh"),
+    path("api/projects/<id:project_id>/ranking-stats/me/", api.RankingStatsMeApi.as_view(), name="api-ranking-stats-me"),
+    path("api/projects/<id:project_id>/ranking-quality/", api.RankingQualityApi.as_view(), name="api-ranking-quality"),
 ]
