@@ -43,6 +43,7 @@ def _chunk_loss_and_grad(logits, labels, scale: float):
 
 # compiled on the GPU: one reduction and one pointwise kernel per chunk instead of eight passes in fp32
 _chunk_loss_and_grad_gpu = torch.compile(_chunk_loss_and_grad, dynamic=False)
+COMPILE = True  # --no-compile turns off both compiled parts (decoder and loss chunk)
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
@@ -55,7 +56,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, labels, chunk: int):
         dtype = torch.bfloat16 if hidden.is_cuda else hidden.dtype
-        loss_and_grad = _chunk_loss_and_grad_gpu if hidden.is_cuda else _chunk_loss_and_grad
+        loss_and_grad = _chunk_loss_and_grad_gpu if hidden.is_cuda and COMPILE else _chunk_loss_and_grad
         h = hidden.to(dtype)
         w = weight.to(dtype)
         count = labels.numel()
@@ -117,12 +118,18 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
 
+    global COMPILE
+    COMPILE = not args.no_compile
     distributed = "RANK" in os.environ
     if distributed:
         dist.init_process_group("nccl")
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     world = dist.get_world_size() if distributed else 1
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
 

@@ -107,3 +107,20 @@ def test_bad_prompt_lines_fail_with_the_line_number(tmp_path, tiny_model, capsys
     (run_dir / "prompts.jsonl").write_text(line + "\n")
     code, err = run_in_process(run_dir, capsys)
     assert code == 2 and "line 1" in err
+
+
+def test_ppo_with_lora_and_a_reward_model_folder_saves_a_merged_policy(tmp_path, tiny_model, capsys):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.num_labels = 1
+    run_dir = ppo_run_dir(
+        tmp_path / "run", tiny_model, reward_model="rm", max_steps=2, save_every=1, lora={"r": 4, "alpha": 8}
+    )
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(run_dir / "rm")
+    code, err = run_in_process(run_dir, capsys)
+    assert code == 0, err
+    # checkpoints hold only the adapters; the final folder a plain model with the adapters merged in
+    assert (run_dir / "checkpoints" / "checkpoint-2" / "policy" / "adapter_config.json").is_file()
+    assert not (run_dir / "model" / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(run_dir / "model")

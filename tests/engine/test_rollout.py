@@ -61,3 +61,20 @@ def test_sampling_follows_the_distribution_and_respects_top_k():
     # top_p 0.75: 0.7 alone is short of 0.75, so 0.2 joins; 0.1 never appears
     nucleus = sample_next(logits, SamplingParams(max_new_tokens=1, top_p=0.75))
     assert (nucleus != 0).all() and (nucleus == 1).any()
+
+
+def test_rollout_runs_lora_adapters():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(Qwen2Config(**SHAPE))
+    # init_lora_weights=False: random adapters that change the output, so skipping them would show
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    ids, mask = left_padded_prompts()
+    params = SamplingParams(max_new_tokens=8, temperature=0)
+    expected = plain_generate(model, ids, mask, params, eos_token_ids=[], pad_token_id=0)
+    with model.disable_adapter():
+        without = plain_generate(model, ids, mask, params, eos_token_ids=[], pad_token_id=0)
+    assert not torch.equal(expected, without)
+    engine = RolloutEngine(model, max_prompt_len=7)
+    assert torch.equal(engine.generate(ids, mask, params, eos_token_ids=[], pad_token_id=0), expected)
