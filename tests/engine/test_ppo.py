@@ -124,3 +124,25 @@ def test_ppo_with_lora_and_a_reward_model_folder_saves_a_merged_policy(tmp_path,
     assert (run_dir / "checkpoints" / "checkpoint-2" / "policy" / "adapter_config.json").is_file()
     assert not (run_dir / "model" / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(run_dir / "model")
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_model):
+    run_dir = ppo_run_dir(tmp_path / "run", tiny_model, max_steps=500, save_every=1000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.engine", "ppo", "--run-dir", str(run_dir)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text():
+        assert process.poll() is None and time.time() < deadline, "no step logged"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+    outcome = json.loads((run_dir / "result.json").read_text())
+    assert outcome["status"] == "stopped" and 1 <= outcome["step"] < 500
+    assert (run_dir / "checkpoints" / f"checkpoint-{outcome['step']}" / "COMPLETE").is_file()
