@@ -49,7 +49,7 @@ class Config(TrainConfig):
     gradient_accumulation_steps micro-batches of per_device_batch_size sequences.
     """
 
-    # required: a reward-model folder (sequence classifier, one label) or "builtin:<name>[:arg]",
+    # required: a reward-model folder (sequence classifier, one label, the policy's tokenizer) or "builtin:<name>[:arg]",
     # a programmatic reward from BUILTIN_REWARDS (e.g. "builtin:count:good" counts "good" in the answer)
     reward_model: str
     critic_model: str | None = None  # value-model init; null: the reward model (the policy for builtins)
