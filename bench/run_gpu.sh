@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Run the GPU benchmarks and write JSON + logs to $OUT (the device tool's output folder) or ./bench/out.
+# Run the GPU benchmarks and write JSON + logs to $OUT (the device tool's output folder) or /tmp/bench-out.
 #   bash bench/run_gpu.sh sft reward eager   # one H200: SFT and reward throughput / MFU
 #   bash bench/run_gpu.sh rollout            # one H200: rollout vs model.generate, PPO step time split
 #   bash bench/run_gpu.sh x2                 # two H200s: reward and PPO under torchrun --nproc_per_node 2
 # Each benchmark is its own process with its own time limit, so one failure does not hide the rest.
 set -u
-OUT=${OUT:-bench/out}
+OUT=${OUT:-/tmp/bench-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false NCCL_NVLS_ENABLE=0
 export TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
