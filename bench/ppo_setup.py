@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=16)
     parser.add_argument("--prompt-len", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=512)
+    parser.add_argument("--compile", action="store_true", help="the engine's compile option")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -75,6 +76,7 @@ def main() -> None:
         "num_ppo_epochs": 4,
         "max_steps": args.steps,
         "save_every": 1000,
+        "compile": args.compile,
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(json.dumps(config))

@@ -75,6 +75,9 @@ class Config(TrainConfig):
         None  # subtracted from the score of answers without EOS (TRL: 1.0 in examples)
     )
     fast_rollout: bool = True  # static KV cache + CUDA-graph decoding (rollout.py); false: model.generate
+    # torch.compile the four models' decoders (GPU): faster score and train phases once compiled, at
+    # the price of a compile (about a minute) at the start and on new prompt widths
+    compile: bool = False
     save_every: int = 50  # PPO steps between checkpoints
     log_every: int = 1  # PPO steps between lines in metrics.jsonl
     max_steps: int = -1  # PPO steps (each one rollout batch); -1: num_epochs passes over the prompts
@@ -141,10 +144,18 @@ class PolicyAndCritic(nn.Module):
 
 def token_values(model: nn.Module, input_ids, attention_mask, position_ids) -> torch.Tensor:
     """Apply a sequence classifier's score head at every position: [B, T] (critic and reward model)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(base, base.base_model_prefix)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
-    return base.score(hidden.last_hidden_state).squeeze(-1).float()
+    hidden = _backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    return _base(model).score(hidden.last_hidden_state).squeeze(-1).float()
+
+
+def _base(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    """Return the decoder stack (e.g. Qwen2Model) under a causal LM or sequence classifier."""
+    base = _base(model)
+    return getattr(base, base.base_model_prefix)
 
 
 def _lora(model: nn.Module, cfg: Config, task_type: str) -> nn.Module:
@@ -309,6 +320,10 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
     sampler = unwrapped
     if cfg.bf16:
         sampler = copy.deepcopy(unwrapped).to(torch.bfloat16).requires_grad_(False)
+    if cfg.compile:  # after the sampler copy: the rollout engine runs the layers itself, uncompiled
+        for network in (policy, critic, reference, reward_model):
+            if network is not None:
+                _backbone(network).compile()
     total_len = cfg.max_prompt_length + cfg.max_new_tokens
     engine = None
     if cfg.fast_rollout and supports_fast_path(sampler, total_len):
