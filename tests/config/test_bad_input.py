@@ -45,3 +45,14 @@ def test_markdown_preview_refuses_a_body_that_is_not_text(api_client_for, projec
     response = api_client_for(user).post("/api/markdown/preview/", body, format="json")
     assert response.status_code == 400
     assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/dialogues/", "/api/prompts/", "/api/ranking-tasks/", "/api/markdown/preview/", "/api/auth/token/"]
+)
+def test_a_json_body_nested_too_deeply_is_refused_with_a_message(api_client_for, project, make_member, path):
+    user = make_member(project, Role.MANAGER)
+    body = "[" * 100_000 + "]" * 100_000
+    response = api_client_for(user).post(path, body, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
