@@ -71,6 +71,8 @@ def turns_check_draft(*, turns: list[TurnData]) -> None:
             raise ApplicationError(
                 f"turn {number}: {len(turn.content):,} characters; a turn has at most {TURN_MAX_CHARS:,}."
             )
+        if "\x00" in turn.content:
+            raise ApplicationError(f"turn {number}: holds a NUL character (\\u0000), which can't be stored.")
         if turn.role == TurnRole.SYSTEM and number != 1:
             raise ApplicationError(f"turn {number}: only the first turn may be a system turn.")
 

@@ -11,7 +11,6 @@ already in the project, or repeated in the file, are skipped and reported.
 """
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -143,6 +142,8 @@ def project_import(
         raise ConflictError(
             "Another change added some of these rows at the same time; import again."
         ) from exc
+    if report.rows == 0:
+        raise ApplicationError(f"Nothing to import: the file holds no {report.kind}.")
     return report
 
 
@@ -163,6 +164,10 @@ def _json_lines(file: UploadedFile) -> Iterator[tuple[int, object]]:
             yield number, json.loads(text)
         except json.JSONDecodeError as exc:
             yield number, _Invalid(f"not valid JSON ({exc.msg} at column {exc.colno}).")
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            yield number, _Invalid(f"not valid JSON ({exc}).")
+        except RecursionError:
+            yield number, _Invalid("not valid JSON (nested too deeply).")
 
 
 @dataclass(frozen=True)
@@ -181,35 +186,39 @@ def _read_prompts_jsonl(file: UploadedFile):
             yield number, text if isinstance(text, str) else _Invalid('expected a "prompt" string.')
 
 
-def _read_prompts_csv(file: UploadedFile):
-    stream = io.TextIOWrapper(file.file, encoding="utf-8-sig", newline="")
-    try:
-        reader = csv.reader(stream)
+def _text_lines(file: UploadedFile) -> Iterator[str]:
+    """Decode the file line by line, so that bytes that aren't UTF-8 are reported on their own line."""
+    for number, raw in enumerate(file, start=1):
         try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise ImportLineError(1, f"can't read the header row ({exc}).") from exc
-        columns = [name.strip().lower() for name in header or []]
-        column = next((columns.index(name) for name in ("prompt", "text") if name in columns), None)
-        if column is None:
-            raise ImportLineError(1, 'the header row needs a "prompt" (or "text") column.')
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except UnicodeDecodeError as exc:
-                raise ImportLineError(reader.line_num + 1, "not UTF-8 text.") from exc
-            except csv.Error as exc:
-                raise ImportLineError(reader.line_num, f"bad CSV ({exc}).") from exc
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(columns):
-                yield reader.line_num, _Invalid(f"expected {len(columns)} columns, found {len(row)}.")
-            else:
-                yield reader.line_num, row[column]
-    finally:
-        stream.detach()  # leave the uploaded file open for its owner
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportLineError(number, "not UTF-8 text (save the file as UTF-8).") from exc
+        yield text.lstrip("\ufeff") if number == 1 else text
+
+
+def _read_prompts_csv(file: UploadedFile):
+    reader = csv.reader(_text_lines(file))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ImportLineError(1, f"can't read the header row ({exc}).") from exc
+    columns = [name.strip().lower() for name in header or []]
+    column = next((columns.index(name) for name in ("prompt", "text") if name in columns), None)
+    if column is None:
+        raise ImportLineError(1, 'the header row needs a "prompt" (or "text") column.')
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ImportLineError(reader.line_num, f"bad CSV ({exc}).") from exc
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            yield reader.line_num, _Invalid(f"expected {len(columns)} columns, found {len(row)}.")
+        else:
+            yield reader.line_num, row[column]
 
 
 def _read_messages_jsonl(file: UploadedFile):
@@ -289,6 +298,8 @@ def _store_prompts(*, project, user, items, report: ImportReport, skip_invalid: 
             if not text
             else f"the prompt has {len(text):,} characters; the limit is {PROMPT_MAX_CHARS:,}."
             if len(text) > PROMPT_MAX_CHARS
+            else "the prompt holds a NUL character (\\u0000), which can't be stored."
+            if "\x00" in text
             else None
         )
         if reason:

@@ -126,6 +126,69 @@ def test_non_utf8_bytes_name_their_line(project, manager, api_client_for):
     assert Prompt.objects.count() == 0
 
 
+HH_LINE = {"chosen": "\n\nHuman: q\n\nAssistant: a"}
+MESSAGES_LINE = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+FIRST_LINE = {"prompts-jsonl": {"prompt": "fine"}, "messages-jsonl": MESSAGES_LINE, "hh-rlhf": HH_LINE}
+
+
+@pytest.mark.parametrize("fmt", ["prompts-jsonl", "messages-jsonl", "hh-rlhf"])
+@pytest.mark.parametrize(
+    ("second_line", "reason"),
+    [
+        (b'{"prompt": ' + b"9" * 5_000 + b"}", "not valid JSON"),  # past Python's int-from-text limit
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+    ids=["huge-integer", "deep-nesting"],
+)
+def test_json_python_cannot_decode_is_refused_naming_its_line(
+    project, manager, api_client_for, fmt, second_line, reason
+):
+    content = jsonl(FIRST_LINE[fmt]).encode() + second_line + b"\n"
+    response = post_import(api_client_for(manager), project, content, fmt)
+    assert response.status_code == 400
+    assert response.json()["line"] == 2 and reason in response.json()["detail"]
+    assert Prompt.objects.count() == 0 and Dialogue.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("prompts-jsonl", jsonl({"prompt": "fine"}, {"prompt": "a\u0000b"})),
+        ("prompts-csv", "prompt\nfine\na\u0000b\n"),
+        (
+            "messages-jsonl",
+            jsonl(MESSAGES_LINE, {"messages": [{"role": "user", "content": "q\u0000"}, {"role": "assistant", "content": "a"}]}),
+        ),
+        ("hh-rlhf", jsonl(HH_LINE, {"chosen": "\n\nHuman: q\u0000\n\nAssistant: a"})),
+    ],
+)
+def test_a_nul_character_is_refused_naming_its_line(project, manager, api_client_for, fmt, content):
+    response = post_import(api_client_for(manager), project, content, fmt)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("line ") and "NUL" in response.json()["detail"]
+    assert Prompt.objects.count() == 0 and Dialogue.objects.count() == 0
+
+
+def test_a_latin1_csv_names_the_line_with_the_bad_byte(project, manager, api_client_for):
+    content = b"prompt\nfine\nCaf\xe9 au lait\n"
+    response = post_import(api_client_for(manager), project, content, "prompts-csv")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "line 3: not UTF-8 text (save the file as UTF-8).", "line": 3}
+    assert Prompt.objects.count() == 0
+
+
+def test_a_csv_with_a_byte_order_mark_imports(project, manager, api_client_for):
+    response = post_import(api_client_for(manager), project, "\ufeffprompt\nWhy?\n".encode(), "prompts-csv")
+    assert response.status_code == 201 and response.json()["created"] == 1
+
+
+@pytest.mark.parametrize(("fmt", "content"), [("prompts-jsonl", "\n\n  \n"), ("prompts-csv", "prompt\n")])
+def test_a_file_with_nothing_to_import_is_refused(project, manager, api_client_for, fmt, content):
+    response = post_import(api_client_for(manager), project, content, fmt)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Nothing to import: the file holds no prompts."
+
+
 def test_skip_invalid_imports_the_rest_and_lists_what_it_skipped(project, manager, api_client_for):
     content = jsonl(
         {"chosen": "\n\nHuman: q\n\nAssistant: a"}, {"chosen": "\n\nHuman: list words\n\nAssistant: "}
