@@ -55,6 +55,8 @@ def context_validate(context) -> None:
             raise ValidationError(f"context[{index}].content must be a non-empty string.")
         if len(content) > MAX_MESSAGE_CHARS:
             raise ValidationError(f"context[{index}].content is longer than {MAX_MESSAGE_CHARS} characters.")
+        if "\x00" in content:
+            raise ValidationError(f"context[{index}].content holds a NUL character (\\u0000), which can't be stored.")
     if context[-1]["role"] == "assistant":
         raise ValidationError("context must end with a user (or system) turn: the answers are the assistant's reply.")
 
@@ -153,6 +155,8 @@ class Response(models.Model):
             raise ValidationError({"content": "An answer can't be empty."})
         if len(self.content) > MAX_MESSAGE_CHARS:
             raise ValidationError({"content": f"An answer can't be longer than {MAX_MESSAGE_CHARS} characters."})
+        if "\x00" in self.content:
+            raise ValidationError({"content": "An answer can't hold a NUL character (\\u0000): it can't be stored."})
 
 
 class Ranking(models.Model):

@@ -64,6 +64,8 @@ def _lines(file: Iterable[bytes | str]) -> Iterator[tuple[int, str]]:
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise ValueError(f"line {number}: not UTF-8 text") from None
+        if number == 1:
+            raw = raw.lstrip("\ufeff")  # a byte order mark, as Windows editors write
         if raw.strip():
             yield number, raw
 
@@ -148,6 +150,10 @@ def ranking_tasks_import(
                 total_errors += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.append(f"line {number}: not valid JSON ({error.msg})")
+            except RecursionError:
+                total_errors += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append(f"line {number}: not valid JSON (nested too deeply)")
             except (ValueError, ValidationError) as error:
                 total_errors += 1
                 if len(errors) < MAX_REPORTED_ERRORS:

@@ -83,6 +83,40 @@ def test_unknown_format_empty_file_and_binary_are_refused(project):
         ranking_tasks_import(project=project, file=io.BytesIO(b"\xff\xfe\n"), format="hh-rlhf", created_by=None)
 
 
+GOOD_TASK = {"context": [{"role": "user", "content": "q"}], "responses": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "bad_line", "message"),
+    [
+        ("ranking-jsonl", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("hh-rlhf", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("ranking-jsonl", {"context": [{"role": "user", "content": "q\u0000"}], "responses": ["a", "b"]}, "NUL"),
+        ("ranking-jsonl", {"context": [{"role": "user", "content": "q"}], "responses": ["a\u0000", "b"]}, "NUL"),
+        ("hh-rlhf", {"chosen": "\n\nHuman: q\u0000\n\nAssistant: a", "rejected": "\n\nHuman: q\u0000\n\nAssistant: b"}, "NUL"),
+    ],
+)
+def test_lines_the_database_or_decoder_cannot_take_are_refused_through_the_api(
+    api_client_for, project, make_member, fmt, bad_line, message
+):
+    first = GOOD_TASK if fmt == "ranking-jsonl" else HH_LINES[0]
+    upload = _file([first, bad_line])
+    upload.name = "tasks.jsonl"
+    response = api_client_for(make_member(project, Role.MANAGER)).post(
+        "/api/ranking-tasks/import/", {"project": project.pk, "format": fmt, "file": upload}, format="multipart"
+    )
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error.startswith("line 2: ") and message in error
+    assert not RankingTask.objects.exists()
+
+
+def test_a_file_starting_with_a_byte_order_mark_imports(project):
+    file = io.BytesIO("\ufeff".encode() + _file([GOOD_TASK]).getvalue())
+    report = ranking_tasks_import(project=project, file=file, format="ranking-jsonl", created_by=None)
+    assert report.tasks_created == 1
+
+
 def test_hh_transcripts_parse_and_render_back():
     messages = hh_transcript_parse(HH_LINES[1]["chosen"])
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
