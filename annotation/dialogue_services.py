@@ -411,6 +411,12 @@ def _review_record(*, dialogue: Dialogue, reviewer: AbstractBaseUser, decision: 
     if decision not in ReviewDecision.values:
         raise ApplicationError(f"decision must be one of {', '.join(ReviewDecision.values)}.")
     comment = comment.strip()
+    if len(comment) > TURN_MAX_CHARS:
+        raise ApplicationError(
+            f"The comment has {len(comment):,} characters; a comment has at most {TURN_MAX_CHARS:,}."
+        )
+    if "\x00" in comment:
+        raise ApplicationError("The comment holds a NUL character (\\u0000), which can't be stored.")
     if decision == ReviewDecision.REJECT and not comment:
         raise ApplicationError("Say why you reject it: the author needs the comment to revise it.")
     if Review.objects.filter(dialogue=dialogue, reviewer=reviewer, round=dialogue.round).exists():

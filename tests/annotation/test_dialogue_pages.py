@@ -113,6 +113,22 @@ def test_reviewing_from_the_page_moves_to_the_next_dialogue(project, make_member
     assert f"/dialogues/{second.id}/" in queue and f"/dialogues/{first.id}/" not in queue
 
 
+@pytest.mark.parametrize(
+    ("comment", "message"),
+    [("x" * 8_001, "a comment has at most 8,000"), ("why\x00", "NUL character")],
+    ids=["too-long", "nul"],
+)
+def test_a_review_comment_the_database_cannot_take_is_refused_with_a_message(project, make_member, comment, message):
+    author, reviewer = make_member(project), make_member(project, Role.REVIEWER)
+    dialogue = dialogue_submit(dialogue=DialogueFactory(project=project, author=author), author=author)
+    response = client_for(reviewer).post(
+        f"/dialogues/{dialogue.id}/review/", {"decision": "reject", "comment": comment}, follow=True
+    )
+    assert response.status_code == 200 and message in response.content.decode()
+    dialogue.refresh_from_db()
+    assert dialogue.status == DialogueStatus.SUBMITTED and not Review.objects.exists()
+
+
 def test_import_page_reports_the_bad_line_and_imports_nothing(project, make_member):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
