@@ -19,10 +19,12 @@ from ranking.selectors import (
     LabelerFigures,
     labeler_stats,
     lease_get,
+    leases_by_task,
     project_ranking_quality,
     ranking_get,
     ranking_task_get_for_user,
     ranking_task_list,
+    rankings_by_task,
     responses_in_shown_order,
     user_may_manage_tasks,
     user_sees_task_internals,
@@ -116,11 +118,18 @@ class RankingTaskOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(required=False)
 
 
-def ranking_task_payload(*, task: RankingTask, user) -> dict:
-    """Describe ``task`` as ``user`` may see it: labelers don't see generators, gold or others' rankings."""
-    internals = user_sees_task_internals(user=user, project=task.project)
-    lease = lease_get(task=task, labeler=user)
-    mine = ranking_get(task=task, labeler=user)
+def ranking_task_payload(*, task: RankingTask, user, listing: dict | None = None) -> dict:
+    """Describe ``task`` as ``user`` may see it: labelers don't see generators, gold or others' rankings.
+
+    ``listing`` carries what a list page read once for all its tasks (see ``ranking_task_payloads``).
+    """
+    if listing is None:
+        internals = user_sees_task_internals(user=user, project=task.project)
+        lease = lease_get(task=task, labeler=user)
+        mine = ranking_get(task=task, labeler=user)
+    else:
+        internals = listing["internals"]
+        lease, mine = listing["leases"].get(task.pk), listing["mine"].get(task.pk)
     responses = []
     for response in responses_in_shown_order(task=task, labeler=user):
         row = {"id": response.pk, "content": response.content}
@@ -139,7 +148,10 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
         "my_ranking": mine,
     }
     if internals:
-        rankings = list(task.rankings.select_related("labeler").order_by("pk"))
+        if listing is None:
+            rankings = list(task.rankings.select_related("labeler").order_by("pk"))
+        else:
+            rankings = list(task.rankings.all())  # prefetched by ranking_task_list
         payload.update(
             source=task.source,
             is_gold=task.is_gold,
@@ -152,6 +164,17 @@ def ranking_task_payload(*, task: RankingTask, user) -> dict:
         )
     data = RankingTaskOutputSerializer(payload).data
     return {key: value for key, value in data.items() if key in payload}
+
+
+def ranking_task_payloads(*, tasks: list[RankingTask], user, project) -> list[dict]:
+    """Describe a page of ``project``'s tasks with a fixed number of queries, whatever its length."""
+    task_ids = [task.pk for task in tasks]
+    listing = {
+        "internals": user_sees_task_internals(user=user, project=project),
+        "leases": leases_by_task(task_ids=task_ids, labeler=user),
+        "mine": rankings_by_task(task_ids=task_ids, labeler=user),
+    }
+    return [ranking_task_payload(task=task, user=user, listing=listing) for task in tasks]
 
 
 def _require_manager_or_ml_engineer(*, user, project) -> None:
@@ -187,7 +210,7 @@ class RankingTaskCollectionApi(APIView):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response(
-            [ranking_task_payload(task=task, user=request.user) for task in page]
+            ranking_task_payloads(tasks=page, user=request.user, project=project)
         )
 
     @extend_schema(request=RankingTaskCreateInputSerializer, responses={201: RankingTaskOutputSerializer})

@@ -9,7 +9,7 @@ from statistics import fmean, median
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -55,7 +55,7 @@ def user_sees_task_internals(*, user: AbstractBaseUser, project: Project) -> boo
 
 def responses_in_shown_order(*, task: RankingTask, labeler: AbstractBaseUser) -> list[Response]:
     """Return the task's answers shuffled for this labeler (against position bias), the same on every reload."""
-    responses = list(task.responses.order_by("position"))
+    responses = sorted(task.responses.all(), key=lambda response: response.position)  # prefetched in lists
     random.Random(f"ranking-task-{task.pk}-labeler-{labeler.pk}").shuffle(responses)
     return responses
 
@@ -69,12 +69,27 @@ def lease_get(*, task: RankingTask, labeler: AbstractBaseUser) -> Lease | None:
 
 
 def ranking_task_list(*, project: Project, status: str | None = None, is_gold: bool | None = None) -> QuerySet:
+    """The project's tasks with their answers and rankings (labelers included) prefetched."""
     tasks = RankingTask.objects.filter(project=project).annotate(ranking_count=Count("rankings", distinct=True))
     if status:
         tasks = tasks.filter(status=status)
     if is_gold is not None:
         tasks = tasks.filter(is_gold=is_gold)
-    return tasks.prefetch_related("responses").order_by("pk")
+    return tasks.select_related("project").prefetch_related(
+        "responses", Prefetch("rankings", queryset=Ranking.objects.select_related("labeler").order_by("pk"))
+    ).order_by("pk")
+
+
+def leases_by_task(*, task_ids: list[int], labeler: AbstractBaseUser) -> dict[int, Lease]:
+    """Return the labeler's live leases on these tasks, by task id (one query for a list page)."""
+    leases = Lease.objects.filter(task_id__in=task_ids, labeler=labeler, expires_at__gt=timezone.now())
+    return {lease.task_id: lease for lease in leases}
+
+
+def rankings_by_task(*, task_ids: list[int], labeler: AbstractBaseUser) -> dict[int, Ranking]:
+    """Return the labeler's rankings of these tasks, by task id (one query for a list page)."""
+    rankings = Ranking.objects.filter(task_id__in=task_ids, labeler=labeler).select_related("labeler")
+    return {ranking.task_id: ranking for ranking in rankings}
 
 
 def ranking_task_counts(*, project: Project) -> dict[str, int]:

@@ -264,3 +264,20 @@ def test_a_task_can_point_at_a_queue_prompt_and_take_its_text_as_context(api_cli
     missing = client.post("/api/ranking-tasks/", {"project": project.pk, "responses": TASK_BODY["responses"]},
                           format="json")
     assert missing.status_code == 400 and "context" in missing.json()["detail"]
+
+
+def test_the_task_list_costs_the_same_queries_for_3_or_30_tasks(
+    api_client_for, project, make_member, django_assert_max_num_queries
+):
+    reviewer = make_member(project, Role.REVIEWER)
+    client = api_client_for(reviewer)
+    for _ in range(30):
+        task = RankingTaskFactory(project=project, answers=3)
+        RankingFactory(task=task, labeler=make_member(project))
+        RankingFactory(task=task, labeler=reviewer)
+    with django_assert_max_num_queries(12):
+        response = client.get(f"/api/ranking-tasks/?project={project.pk}&limit=30")
+    assert response.status_code == 200 and len(response.json()["results"]) == 30
+    first = response.json()["results"][0]
+    assert len(first["responses"]) == 3 and first["ranking_count"] == 2 and first["my_ranking"] is not None
+    assert {r["labeler"] for r in first["rankings"]} >= {reviewer.username}
