@@ -16,7 +16,12 @@ from annotation.login_throttle import (
 )
 from annotation.markdown import render_markdown
 from annotation.models import Project, Role
-from annotation.selectors import membership_get, project_get_for_user, project_list_for_user, project_members
+from annotation.selectors import (
+    membership_get,
+    project_get_for_user,
+    project_list_for_user_detailed,
+    project_members,
+)
 
 
 class TokenObtainApi(APIView):
@@ -65,11 +70,16 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_my_role(self, project) -> str | None:
+        if hasattr(project, "my_role"):  # annotated by project_list_for_user_detailed
+            return project.my_role
         membership = membership_get(user=self.context["request"].user, project=project)
         return membership.role if membership else None
 
     def get_guidelines_html(self, project) -> str:
-        guideline = project.current_guideline
+        if hasattr(project, "guidelines_newest_first"):  # prefetched by project_list_for_user_detailed
+            guideline = project.guidelines_newest_first[0] if project.guidelines_newest_first else None
+        else:
+            guideline = project.current_guideline
         return str(render_markdown(guideline.body)) if guideline else ""
 
 
@@ -78,7 +88,7 @@ class ProjectListApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request):
-        projects = project_list_for_user(user=request.user)
+        projects = project_list_for_user_detailed(user=request.user)
         return Response(ProjectOutputSerializer(projects, many=True, context={"request": request}).data)
 
 

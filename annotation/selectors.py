@@ -1,10 +1,10 @@
 """Reads: which projects a user may see, and in which role."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.http import Http404
 
-from annotation.models import Membership, Project, Role
+from annotation.models import Guideline, Membership, Project, Role
 from config.ids import parse_object_id
 
 
@@ -13,6 +13,14 @@ def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
     if not user.is_authenticated:
         return Project.objects.none()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_list_for_user_detailed(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Return the user's projects with ``my_role`` and ``guidelines_newest_first`` read in a fixed number of queries."""
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return project_list_for_user(user=user).annotate(my_role=Subquery(role)).prefetch_related(
+        Prefetch("guidelines", queryset=Guideline.objects.order_by("-version"), to_attr="guidelines_newest_first")
+    )
 
 
 def membership_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:

@@ -104,3 +104,22 @@ def test_markdown_preview_escapes_html(api_client_for, project, make_member):
     assert response.status_code == 200
     html = response.json()["html"]
     assert "<img" not in html and "&lt;img" in html and "<em>hi</em>" in html
+
+
+def test_my_project_list_costs_the_same_queries_for_any_number_of_projects(
+    api_client_for, django_assert_max_num_queries
+):
+    from tests.factories import GuidelineFactory, MembershipFactory
+
+    user = UserFactory()
+    for index in range(15):
+        project = ProjectFactory()
+        MembershipFactory(project=project, user=user, role=Role.MANAGER if index == 0 else Role.LABELER)
+        GuidelineFactory(project=project, version=1, body="old")
+        GuidelineFactory(project=project, version=2, body=f"Rule **{index}**")
+    client = api_client_for(user)
+    with django_assert_max_num_queries(5):
+        data = client.get("/api/projects/").json()
+    assert len(data) == 15
+    assert sorted(p["my_role"] for p in data) == ["labeler"] * 14 + ["manager"]
+    assert all("<strong>" in p["guidelines_html"] and "old" not in p["guidelines_html"] for p in data)
