@@ -6,6 +6,9 @@ from annotation.models import Guideline, Membership, Project, Role
 class ManagedProjectsAdminMixin:
     """Limit a staff user who is not a superuser to the projects they manage.
 
+    Filter on the project with ``admin.RelatedOnlyFieldListFilter``: the plain filter would list
+    every project's name.
+
     ``project_lookup`` is the path from the model to its project ("" for Project itself).
     Other apps' admins reuse this so that object-level rules hold in admin too.
     """
@@ -70,7 +73,7 @@ class ProjectAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["user", "project", "role", "created_at"]
-    list_filter = ["role", "project"]
+    list_filter = ["role", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "project__name"]
     autocomplete_fields = ["user", "project"]
     list_select_related = ["user", "project"]
@@ -79,7 +82,7 @@ class MembershipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 @admin.register(Guideline)
 class GuidelineAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["project", "version", "title", "created_by", "created_at"]
-    list_filter = ["project"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["title", "body", "project__name"]
     list_select_related = ["project", "created_by"]
     readonly_fields = ["created_at"]
@@ -98,7 +101,7 @@ from config.exceptions import ApplicationError  # noqa: E402
 @admin.register(Prompt)
 class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["short_text", "project", "source", "is_active", "dialogue_count", "created_by", "created_at"]
-    list_filter = ["is_active", "source", "project"]
+    list_filter = ["is_active", "source", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["text"]
     list_select_related = ["project", "created_by"]
     readonly_fields = ["text_hash", "created_at"]
@@ -152,7 +155,7 @@ class ReviewInline(admin.TabularInline):
 @admin.register(Dialogue)
 class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "opening", "project", "author", "status", "round", "source", "turn_count", "updated_at"]
-    list_filter = ["status", "source", "project", ("author", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["status", "source", ("project", admin.RelatedOnlyFieldListFilter), ("author", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["turns__content", "author__username"]
     list_select_related = ["project", "author"]
     raw_id_fields = ["prompt"]
@@ -208,7 +211,7 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 class ReviewAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "dialogue__project"
     list_display = ["dialogue", "reviewer", "round", "decision", "created_at"]
-    list_filter = ["decision", "dialogue__project"]
+    list_filter = ["decision", ("dialogue__project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["comment", "reviewer__username"]
     list_select_related = ["dialogue", "reviewer"]
     readonly_fields = ["dialogue", "reviewer", "round", "decision", "comment", "created_at"]

@@ -43,7 +43,7 @@ class RankingInline(admin.TabularInline):
 class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "project", "prompt_preview", "status", "is_gold", "answer_count", "ranking_count",
                     "agreement", "source", "created_at"]
-    list_filter = ["project", "is_gold", "status", "source", "created_at"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "is_gold", "status", "source", "created_at"]
     search_fields = ["=id", "context", "responses__content", "responses__generator"]
     list_select_related = ["project"]
     readonly_fields = ["consensus_order", "agreement", "consensus_at", "created_at"]
@@ -125,7 +125,7 @@ class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 class RankingAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["id", "task", "labeler", "is_imported", "all_bad", "time_spent_ms", "created_at"]
-    list_filter = ["task__project", "is_imported", "all_bad", "created_at"]
+    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter), "is_imported", "all_bad", "created_at"]
     search_fields = ["=task__id", "labeler__username"]
     list_select_related = ["task", "labeler"]
     raw_id_fields = ["task", "labeler"]
@@ -139,7 +139,7 @@ class RankingAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 class LeaseAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["task", "labeler", "expires_at", "created_at"]
-    list_filter = ["task__project"]
+    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=task__id", "labeler__username"]
     raw_id_fields = ["task", "labeler"]
 
@@ -148,6 +148,6 @@ class LeaseAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 class SkipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["task", "labeler", "reason", "created_at"]
-    list_filter = ["task__project"]
+    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=task__id", "labeler__username", "reason"]
     raw_id_fields = ["task", "labeler"]

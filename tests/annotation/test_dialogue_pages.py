@@ -212,3 +212,26 @@ def test_import_command_reads_a_file_and_prints_figures(project, make_member, ca
         call_command(
             "import_project_file", str(fixture), project="nope", format="hh-rlhf", user=manager.username
         )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/annotation/dialogue/",
+        "/admin/annotation/prompt/",
+        "/admin/annotation/review/",
+        "/admin/annotation/membership/",
+        "/admin/annotation/guideline/",
+        "/admin/ranking/rankingtask/",
+        "/admin/ranking/ranking/",
+        "/admin/ranking/lease/",
+        "/admin/ranking/skip/",
+    ],
+)
+def test_admin_filters_of_a_staff_manager_name_only_projects_they_manage(project, make_member, staff_manager, path):
+    staff_manager.user_permissions.add(*Permission.objects.filter(content_type__app_label="ranking"))
+    DialogueFactory(project=project, author=make_member(project))
+    ProjectFactory(name="Secret acquisition")
+    response = client_for(staff_manager).get(path)
+    assert response.status_code == 200
+    assert "Secret acquisition" not in response.content.decode()
