@@ -146,3 +146,30 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_model):
     outcome = json.loads((run_dir / "result.json").read_text())
     assert outcome["status"] == "stopped" and 1 <= outcome["step"] < 500
     assert (run_dir / "checkpoints" / f"checkpoint-{outcome['step']}" / "COMPLETE").is_file()
+
+
+def test_rollout_and_update_see_the_same_policy_without_dropout_noise(tmp_path, tiny_model):
+    # The update's first ratio must be exactly 1: log-probs and values taken at rollout time and
+    # again in training mode come from the same deterministic function (TRL disables dropout too).
+    import torch
+
+    from training.engine import ppo
+    from training.engine.config import config_from_dict
+    from training.engine.run_dir import RunDir
+
+    run_dir = ppo_run_dir(tmp_path / "run", tiny_model)
+    config = config_from_dict(
+        ppo.Config,
+        {"model_path": str(tiny_model), "reward_model": "builtin:length", "lora": {"r": 4, "dropout": 0.5}},
+    )
+    policy, critic, *_ = ppo.load_models(config, RunDir(run_dir), None, torch.device("cpu"), torch.float32)
+    with torch.no_grad():  # adapters start as a no-op (B = 0); make them matter
+        for name, parameter in [*policy.named_parameters(), *critic.named_parameters()]:
+            if "lora_B" in name:
+                parameter.normal_()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    policy.train(), critic.train()
+    with torch.no_grad():
+        logits = [policy(input_ids=ids).logits for _ in range(2)]
+        scores = [critic(input_ids=ids).logits for _ in range(2)]
+    assert torch.equal(*logits) and torch.equal(*scores)

@@ -202,6 +202,8 @@ def load_models(cfg: Config, run_dir: RunDir, resume: Path | None, device, froze
         AutoModelForSequenceClassification, critic_path, resume and resume / "critic", "SEQ_CLS", num_labels=1
     )
     critic.config.pad_token_id = tokenizer.pad_token_id
+    for trained in (policy, critic):
+        disable_dropout(trained)
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
         critic.gradient_checkpointing_enable()
@@ -218,6 +220,19 @@ def load_models(cfg: Config, run_dir: RunDir, resume: Path | None, device, froze
         if frozen is not None:
             frozen.requires_grad_(False)
     return policy, critic, reference, reward, tokenizer
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Zero every dropout (LoRA's included), as TRL's PPO does.
+
+    The rollout's log-probs and values are taken from the same modules the update then trains; with
+    dropout on, the two passes would differ by noise and the ratio would not start at 1.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):  # HF attention reads a float
+            module.attention_dropout = 0.0
 
 
 # -- data ----------------------------------------------------------------------------------------
