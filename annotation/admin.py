@@ -91,7 +91,7 @@ class GuidelineAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 # --- Demonstrations ----------------------------------------------------------------------------------------
 
 from django.contrib import messages  # noqa: E402
-from django.db.models import Count  # noqa: E402
+from django.db.models import Count, OuterRef, Subquery  # noqa: E402
 
 from annotation.dialogue_services import dialogue_decide_as_manager  # noqa: E402
 from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
@@ -168,7 +168,12 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     date_hierarchy = "updated_at"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_turns=Count("turns", distinct=True))
+        opening = Turn.objects.filter(dialogue=OuterRef("pk"), role="user").order_by("position").values("content")[:1]
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_turns=Count("turns", distinct=True), opening_text=Subquery(opening))
+        )
 
     def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)
@@ -176,8 +181,7 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="opening message")
     def opening(self, dialogue: Dialogue) -> str:
-        first = dialogue.turns.filter(role="user").order_by("position").first()
-        return first.content[:80] if first else ""
+        return (dialogue.opening_text or "")[:80]
 
     @admin.display(description="turns", ordering="n_turns")
     def turn_count(self, dialogue: Dialogue) -> int:

@@ -235,3 +235,15 @@ def test_admin_filters_of_a_staff_manager_name_only_projects_they_manage(project
     response = client_for(staff_manager).get(path)
     assert response.status_code == 200
     assert "Secret acquisition" not in response.content.decode()
+
+
+def test_admin_dialogue_list_costs_the_same_queries_for_any_number_of_rows(
+    project, make_member, staff_manager, django_assert_max_num_queries
+):
+    author = make_member(project)
+    for index in range(30):
+        DialogueFactory(project=project, author=author, turns=[TurnData(role="user", content=f"Opening {index}")])
+    client = client_for(staff_manager)
+    with django_assert_max_num_queries(20):
+        listing = client.get("/admin/annotation/dialogue/").content.decode()
+    assert "Opening 0" in listing and "Opening 29" in listing
