@@ -177,6 +177,14 @@ def ranking_task_payloads(*, tasks: list[RankingTask], user, project) -> list[di
     return [ranking_task_payload(task=task, user=user, listing=listing) for task in tasks]
 
 
+def _project_id_param(request) -> str:
+    """Return ``?project=ID`` as sent (an id that can't exist is 404 later), or answer 400 when it is missing."""
+    raw = request.query_params.get("project")
+    if raw in (None, ""):
+        raise ApplicationError("Give the project id: ?project=ID.")
+    return raw
+
+
 def _require_manager_or_ml_engineer(*, user, project) -> None:
     if not user_may_manage_tasks(user=user, project=project):
         raise Http404("No such project.")  # a role too low answers like a foreign project
@@ -198,7 +206,7 @@ class RankingTaskCollectionApi(APIView):
         responses=RankingTaskOutputSerializer(many=True),
     )
     def get(self, request):
-        project = project_get_for_user(user=request.user, project_id=request.query_params.get("project"))
+        project = project_get_for_user(user=request.user, project_id=_project_id_param(request))
         if not user_sees_task_internals(user=request.user, project=project):
             raise Http404("No such project.")  # a role too low answers like a foreign project
         is_gold = request.query_params.get("is_gold")
@@ -263,7 +271,7 @@ class RankingTaskNextApi(APIView):
         responses={200: RankingTaskOutputSerializer, 204: OpenApiResponse(description="No task left for you.")},
     )
     def post(self, request):
-        project = project_get_for_user(user=request.user, project_id=request.query_params.get("project"))
+        project = project_get_for_user(user=request.user, project_id=_project_id_param(request))
         lease = ranking_task_lease_next(project=project, labeler=request.user)
         if lease is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)

@@ -281,3 +281,10 @@ def test_the_task_list_costs_the_same_queries_for_3_or_30_tasks(
     first = response.json()["results"][0]
     assert len(first["responses"]) == 3 and first["ranking_count"] == 2 and first["my_ranking"] is not None
     assert {r["labeler"] for r in first["rankings"]} >= {reviewer.username}
+
+
+@pytest.mark.parametrize("query", ["", "?project="])
+def test_next_and_list_without_a_project_id_say_what_to_send(api_client_for, project, make_member, query):
+    client = api_client_for(make_member(project, Role.MANAGER))
+    for response in (client.post(f"/api/ranking-tasks/next/{query}"), client.get(f"/api/ranking-tasks/{query}")):
+        assert response.status_code == 400 and "project" in response.json()["detail"]
