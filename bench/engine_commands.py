@@ -1,0 +1,348 @@
+"""Throughput and MFU of the engine's REAL `sft` and `reward` commands (TRL's trainers), one GPU.
+
+    python3 bench/engine_commands.py --out engine_commands.json           # one H200, ~2 minutes
+    python3 bench/engine_commands.py --tiny --out /tmp/engine_commands.json  # CPU dry run
+
+`bench/train_throughput.py` times a standalone training step (compiled decoder, fused loss); this
+script runs `python -m training.engine sft|reward --run-dir DIR` as subprocesses, exactly as the web
+side does, on a Qwen2.5-0.5B-shaped model with random weights (bench/common.py's shape) and
+make-tiny's tokenizer (its ids all fit the 151936-entry vocabulary). Every row is exactly `--seq`
+tokens: SFT answers are longer and TRL truncates them to max_length, reward rows are built to the
+exact length with TRL's own tokenisation, so no batch holds padding and the tokens counted are the
+tokens computed. bf16 autocast on fp32 master weights (`bf16: true`), logging every step, no
+checkpoint inside the run (save_every above max_steps; the final save_pretrained comes after).
+
+Step time = difference of consecutive `time` stamps in metrics.jsonl (written by the engine's
+callback after each optimizer step; the Trainer's loss `.item()` has synchronised the GPU by then),
+so it holds everything the command does per step: data loading and collation, forward, backward,
+clipping, optimizer, metrics. The first `--warmup` steps are left out. FLOPs per token come from
+bench/common.py, the same count as the standalone figures in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import common  # noqa: E402
+from training.engine.tiny import CORPUS, build_tokenizer  # noqa: E402
+
+SYSTEM = "You are a helpful assistant."
+
+
+def build_model_folder(folder: Path, *, tiny: bool):
+    """Save a random Qwen2.5-0.5B-shaped causal LM (bf16 on disk) and make-tiny's tokenizer; return both."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = build_tokenizer(vocab_size=512)
+    config = common.qwen_config(
+        tiny,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    assert len(tokenizer) <= config.vocab_size
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    with torch.device(device):  # initialising 494 M weights on the GPU takes a second, not ten
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    # the commands load it back as the model type's class (Qwen2Tokenizer: digits split one by one),
+    # so count tokens with that one
+    return AutoTokenizer.from_pretrained(folder), model
+
+
+def single_token_words(tokenizer) -> list[str]:
+    """Words w whose ' w' is one token, so a text of n of them is exactly n tokens."""
+    words = sorted({w.strip(".,?!:") for line in CORPUS for w in line.split()} - {""})
+    found = [w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
+    assert len(found) >= 5, found
+    return found
+
+
+def chat_length(tokenizer, messages: list[dict]) -> int:
+    """Tokens TRL's RewardTrainer makes of a conversation (trl.data_utils._tokenize)."""
+    try:
+        from trl.data_utils import _tokenize
+    except ImportError:  # pragma: no cover - the same call, written out
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    return len(_tokenize(tokenizer, messages)["input_ids"])
+
+
+def text_of(words: list[str], rng: random.Random, n: int) -> str:
+    return "".join(" " + rng.choice(words) for _ in range(n))  # n tokens: each ' word' is one
+
+
+def write_sft_data(path: Path, tokenizer, words, *, rows: int, seq: int) -> tuple[int, float]:
+    """Dialogues whose answer runs past `seq` tokens (TRL truncates them to seq).
+
+    Return the shortest row before truncation and the share of the seq - 1 next-token positions
+    that carry a label (assistant tokens): on the GPU TRL's fused LM head scores only those.
+    """
+    rng = random.Random(1)
+    lengths, scored = [], []
+    with open(path, "w") as handle:
+        for i in range(rows):
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"Row {i}: {text_of(words, rng, 8)}"},
+                {"role": "assistant", "content": text_of(words, rng, seq + 32)},
+            ]
+            encoded = tokenizer.apply_chat_template(
+                messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
+            lengths.append(len(encoded["input_ids"]))
+            scored.append(sum(encoded["assistant_masks"][1:seq]) / (seq - 1))
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    assert min(lengths) > seq, "every SFT row must be truncated to exactly seq tokens"
+    return min(lengths), statistics.mean(scored)
+
+
+def write_reward_data(path: Path, tokenizer, words, *, pairs: int, seq: int) -> int:
+    """Pairs whose chosen and rejected conversations are exactly `seq` tokens each."""
+    rng = random.Random(2)
+    prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Answer at length."}]
+    base = chat_length(tokenizer, prompt + [{"role": "assistant", "content": ""}])
+    n = seq - base
+    with open(path, "w") as handle:
+        for i in range(pairs):
+            chosen = [{"role": "assistant", "content": text_of(words, rng, n)}]
+            rejected = [{"role": "assistant", "content": text_of(words, rng, n)}]
+            for answer in (chosen, rejected):
+                got = chat_length(tokenizer, prompt + answer)
+                assert got == seq, f"reward row of {got} tokens, wanted {seq}"
+            row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": 0, "group": f"g{i}"}
+            handle.write(json.dumps(row) + "\n")
+    return seq
+
+
+def run_command(task: str, run_dir: Path, *, timeout: float) -> dict:
+    """Run `python -m training.engine TASK --run-dir RUN_DIR`; return its exit code and wall times."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, "-m", "training.engine", task, "--run-dir", str(run_dir)]
+    print("===", " ".join(command), flush=True)
+    start = time.time()
+    try:
+        code = subprocess.run(command, cwd=REPO, env=env, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        print(f"=== {task}: killed after {timeout} s", flush=True)
+        code = 124
+    return {"exit_code": code, "started_at": start, "wall_s": time.time() - start}
+
+
+def step_figures(
+    run_dir: Path, *, warmup: int, tokens_per_step: int, flops: float, flops_palm: float
+) -> dict:
+    """Per-step times from metrics.jsonl stamps, then tokens/s and MFU over the steps after warm-up."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = {}
+    for line in lines:
+        if "loss" in line and "eval_accuracy" not in line:  # training lines, not the final eval line
+            steps[line["step"]] = line
+    order = sorted(steps)
+    times = {s: steps[s]["time"] for s in order}
+    diffs = [times[s] - times[s - 1] for s in order if s - 1 in times and s > warmup]
+    # tokens per step as TRL counted them (SFT logs a running num_tokens; non-padding tokens only)
+    counted = [
+        steps[s]["num_tokens"] - steps[s - 1]["num_tokens"]
+        for s in order
+        if s - 1 in steps and "num_tokens" in steps[s] and "num_tokens" in steps[s - 1]
+    ]
+    median = statistics.median(diffs)
+    window = times[order[-1]] - times[warmup]
+    mean = window / (order[-1] - warmup)
+    peak = common.DATASHEET_PEAK_TFLOPS * 1e12
+    return {
+        "steps_logged": len(order),
+        "warmup_steps_skipped": warmup,
+        "step_time": {**common.summary(diffs), "mean_s": mean, "all_s": diffs},
+        "first_step_s_after_start": None,  # filled by the caller
+        "tokens_per_step": tokens_per_step,
+        "tokens_per_step_logged_by_trl": sorted(set(counted)) or None,
+        "tokens_per_s": tokens_per_step / median,
+        "tokens_per_s_mean": tokens_per_step / mean,
+        "model_flops_per_token": flops,
+        "model_tflops": flops * tokens_per_step / median / 1e12,
+        "mfu_datasheet": flops * tokens_per_step / median / peak,
+        "mfu_datasheet_mean": flops * tokens_per_step / mean / peak,
+        "mfu_datasheet_palm_attention": flops_palm * tokens_per_step / median / peak,
+        "final_loss": steps[order[-1]]["loss"],
+        "first_step_time": times[order[0]],
+        "metrics_lines": lines,
+    }
+
+
+# RESULTS.md's headline standalone rows, same micro-batch and seq (h200-run1/sft.json is the first
+# try, whose loss chunk was not compiled)
+STANDALONE = {"sft": "h200-run2/sft.json", "reward": "h200-run1/reward.json"}
+
+
+def standalone(task: str) -> dict | None:
+    """The standalone step's figures from bench/results (same model, micro-batch, seq)."""
+    path = REPO / "bench" / "results" / STANDALONE[task]
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {
+        "file": str(path.relative_to(REPO)),
+        "tokens_per_s": data["tokens_per_s"],
+        "mfu_datasheet": data["mfu_datasheet"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", nargs="+", default=["sft", "reward"], choices=["sft", "reward"])
+    parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--sft-batch", type=int, default=16, help="sequences per step")
+    parser.add_argument("--reward-batch", type=int, default=8, help="pairs per step")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--work", default="/tmp/engine-bench", help="run folders (model files: not in $OUT)")
+    parser.add_argument("--timeout", type=float, default=200, help="seconds per command")
+    parser.add_argument("--tiny", action="store_true", help="CPU dry run on a tiny model")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.tiny:
+        args.seq, args.sft_batch, args.reward_batch, args.steps, args.warmup = 128, 2, 2, 6, 2
+    cuda = torch.cuda.is_available()
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    model_folder = work / "model"
+    tokenizer, model = build_model_folder(model_folder, tiny=args.tiny)
+    flops = {
+        "sft": [
+            common.train_flops_per_token(model, args.seq, with_lm_head=True, causal_half=h)
+            for h in (True, False)
+        ],
+        "reward": [
+            common.train_flops_per_token(model, args.seq, with_lm_head=False, causal_half=h)
+            for h in (True, False)
+        ],
+    }
+    parameters = sum(p.numel() for p in model.parameters())
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    words = single_token_words(tokenizer)
+    print(f"model folder written in {time.time() - t0:.1f} s; {len(words)} single-token words", flush=True)
+
+    common_config = {
+        "model_path": str(model_folder),
+        "learning_rate": 1e-5,
+        "max_steps": args.steps,
+        "max_length": args.seq,
+        "save_every": 10 * args.steps,  # no checkpoint inside the timed steps
+        "log_every": 1,
+        "bf16": cuda,
+        "eval_fraction": 0.0,
+    }
+    result = {
+        "model": "Qwen2.5-0.5B shape (bench/common.py), random weights" if not args.tiny else "tiny",
+        "parameters_total": parameters,
+        "seq_len": args.seq,
+        "bf16": cuda,
+        "env": common.environment(),
+    }
+    try:
+        import datasets
+        import trl
+
+        result["env"].update(trl=trl.__version__, datasets=datasets.__version__)
+    except ImportError:
+        pass
+
+    for task in args.tasks:
+        run_dir = work / task
+        run_dir.mkdir(exist_ok=True)
+        for stale in ("metrics.jsonl", "result.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+        if task == "sft":
+            batch = args.sft_batch
+            length, scored = write_sft_data(
+                run_dir / "train.jsonl", tokenizer, words, rows=batch * args.steps, seq=args.seq
+            )
+            tokens_per_step = batch * args.seq
+            extra = {"per_device_batch_size": batch}
+            lm_head = common.QWEN25_05B if not args.tiny else common.TINY
+            lm_head_flops = 6 * lm_head["vocab_size"] * lm_head["hidden_size"]
+        else:
+            batch = args.reward_batch
+            length = write_reward_data(
+                run_dir / "pairs.jsonl", tokenizer, words, pairs=batch * args.steps, seq=args.seq
+            )
+            tokens_per_step = 2 * batch * args.seq
+            extra = {"per_device_batch_size": batch}
+        config = {**common_config, **extra}
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        run = run_command(task, run_dir, timeout=args.timeout)
+        if task == "sft":
+            # TRL's fused head skips unlabelled positions (prompt, role header); the standalone count
+            # charges the LM head to every token: this is the count with the positions actually scored
+            run["labelled_position_share"] = scored
+            run["model_flops_per_token_scored_positions"] = flops["sft"][0] - lm_head_flops * (1 - scored)
+        entry = {"command": f"python -m training.engine {task} --run-dir DIR", "config": config, **run}
+        entry["row_tokens_before_truncation" if task == "sft" else "row_tokens"] = length
+        result_file = run_dir / "result.json"
+        entry["result_json"] = json.loads(result_file.read_text()) if result_file.exists() else None
+        if run["exit_code"] == 0 and (run_dir / "metrics.jsonl").exists():
+            figures = step_figures(
+                run_dir,
+                warmup=args.warmup,
+                tokens_per_step=tokens_per_step,
+                flops=flops[task][0],
+                flops_palm=flops[task][1],
+            )
+            figures["first_step_s_after_start"] = figures.pop("first_step_time") - run["started_at"]
+            entry.update(figures)
+            if "model_flops_per_token_scored_positions" in entry:
+                entry["mfu_datasheet_scored_positions"] = (
+                    entry["model_flops_per_token_scored_positions"]
+                    * tokens_per_step
+                    / entry["step_time"]["median_s"]
+                    / (common.DATASHEET_PEAK_TFLOPS * 1e12)
+                )
+            base = standalone(task)
+            if base is not None:
+                entry["standalone"] = base
+                entry["ratio_to_standalone"] = entry["tokens_per_s"] / base["tokens_per_s"]
+            print(
+                f"=== {task}: {entry['tokens_per_s']:,.0f} tokens/s (median step "
+                f"{entry['step_time']['median_s']:.3f} s), MFU {entry['mfu_datasheet']:.1%}; "
+                f"first step {entry['first_step_s_after_start']:.1f} s after start, wall {run['wall_s']:.1f} s",
+                flush=True,
+            )
+        result[task] = entry
+        if args.out:  # after each command, so a later kill leaves what was measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+    if cuda and not args.tiny:
+        peak = common.measured_matmul_tflops(torch.device("cuda"))
+        result["measured_matmul_tflops"] = peak
+        for task in args.tasks:
+            if "model_tflops" in result[task]:
+                result[task]["mfu_measured_peak"] = result[task]["model_tflops"] / peak
+    result["total_wall_s"] = time.time() - t0
+    common.write_json(args.out, result)
+    if any(result[task]["exit_code"] != 0 for task in args.tasks):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
