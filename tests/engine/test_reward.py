@@ -102,3 +102,35 @@ def test_reward_with_lora_saves_a_merged_classifier_with_a_trained_head(tiny_mod
     assert not torch.equal(model.score.weight, untrained.score.weight)  # the head was trained and kept
     base_layer = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(model.state_dict()[base_layer], untrained.state_dict()[base_layer])  # merged
+
+
+def test_pairs_longer_than_max_length_are_cut_from_the_left_not_dropped(tiny_model, tmp_path):
+    # A long system turn pushes every pair past max_length; TRL alone would drop them all (and
+    # with them every held-out ranking). Each conversation keeps its end: the answer and its score token.
+    long_prompt = [{"role": "system", "content": " ".join(WORDS * 6)}]
+    pairs = marker_rankings(6, seed=3)
+    for pair in pairs:
+        pair["prompt"] = long_prompt + pair["prompt"]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    config = reward.Config(
+        model_path=str(tiny_model), max_length=48, max_steps=2, per_device_batch_size=4, eval_fraction=0.5
+    )
+
+    result = reward.main(config, RunDir(tmp_path))
+
+    assert result.status == "succeeded"
+    assert result.metrics["truncated_pairs"] == len(pairs)
+    assert result.metrics["eval_pairs"] == 6  # three held-out rankings of two pairs, none lost
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rows, truncated = reward.tokenize_pairs([{**pairs[0], "weight": 1.0}], tokenizer, max_length=48)
+    full = tokenizer.apply_chat_template(pairs[0]["prompt"] + pairs[0]["chosen"], return_dict=True)[
+        "input_ids"
+    ]
+    assert truncated == 1 and len(full) > 48
+    assert rows[0]["chosen_ids"] == full[-48:]
+
+
+def test_keep_last_tokens_keeps_a_leading_bos():
+    assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
+    assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
+    assert reward.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]

@@ -3,9 +3,10 @@
 Input `RUN_DIR/<train_file>` holds pairs `{"prompt", "chosen", "rejected", "margin", "group"}` (see
 data.py). The model is `AutoModelForSequenceClassification` with one label, scoring the last token.
 The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
-InstructGPT weighs a K-way ranking's C(K,2) comparisons; TRL's RewardTrainer supplies tokenisation
-(chat template), batching and the training loop, and we swap in that loss. Whole rankings are held
-out for `eval_accuracy`: the share of held-out pairs whose chosen answer scores higher.
+InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a pair longer
+than max_length is cut from the left, not dropped as TRL would, and counted in `truncated_pairs`);
+TRL's RewardTrainer supplies batching and the training loop, and we swap in that loss. Whole
+rankings are held out for `eval_accuracy`: the share of held-out pairs whose chosen answer scores higher.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from training.engine.config import TrainConfig, require
 from training.engine.data import group_split, read_preference_pairs
+from training.engine.errors import EngineError
 from training.engine.hf import (
     RunFolderCallback,
     lora_config,
@@ -65,6 +67,7 @@ def main(config: Config, run_dir: RunDir) -> Result:
         for key in ("train_loss", "loss", "accuracy")
         if key in callback.last_logs
     }
+    final["truncated_pairs"] = trainer.truncated_pairs
     if trainer.eval_dataset is not None:
         final.update(held_out_figures(trainer))
         metrics.log(trainer.state.global_step, **final)
@@ -97,19 +100,62 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
 
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    # tokenized here, not by TRL: TRL silently drops pairs longer than max_length, we truncate them
+    train_rows, train_cut = tokenize_pairs(train_pairs, tokenizer, config.max_length)
+    eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, config.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token
     arguments = RewardConfig(**trainer_arguments(config, run_dir), eval_strategy="no")
-    return RankingRewardTrainer(
+    trainer = RankingRewardTrainer(
         model=model,
         args=arguments,
         data_collator=WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(config, task_type="SEQ_CLS"),
         callbacks=callbacks,
     )
+    trainer.truncated_pairs = train_cut + eval_cut
+    return trainer
+
+
+def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    """Render prompt + chosen and prompt + rejected with the chat template, as TRL would.
+
+    A conversation longer than max_length keeps its last max_length tokens (and a leading BOS): the
+    prompt loses its oldest turns first and the score, read at the last token, still sees the whole
+    answer when it fits — the same left truncation PPO applies to prompts. Return the rows
+    (chosen_ids, rejected_ids, margin, weight) and how many pairs were truncated.
+    """
+    if pairs and not tokenizer.chat_template:
+        raise EngineError("the model's tokenizer has no chat template to render the pairs with")
+
+    def render(messages: list[dict]) -> list[int]:
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+
+    rows, truncated = [], 0
+    for pair in pairs:
+        chosen, rejected = render(pair["prompt"] + pair["chosen"]), render(pair["prompt"] + pair["rejected"])
+        truncated += max(len(chosen), len(rejected)) > max_length
+        rows.append(
+            {
+                "chosen_ids": keep_last_tokens(chosen, max_length, tokenizer.bos_token_id),
+                "rejected_ids": keep_last_tokens(rejected, max_length, tokenizer.bos_token_id),
+                "margin": pair["margin"],
+                "weight": pair["weight"],
+            }
+        )
+    return rows, truncated
+
+
+def keep_last_tokens(ids: list[int], max_length: int, bos_token_id: int | None) -> list[int]:
+    """Return the last max_length tokens of ids, keeping a leading BOS in front of them."""
+    if len(ids) <= max_length:
+        return ids
+    if bos_token_id is not None and ids[0] == bos_token_id and max_length > 1:
+        return ids[:1] + ids[len(ids) - max_length + 1 :]
+    return ids[-max_length:]
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
