@@ -47,3 +47,20 @@ def test_sample_resumes_after_the_last_complete_line(tiny_model, tmp_path):
     assert result.status == "succeeded"
     assert tasks[0] == done  # the line written before the kill is kept, not sampled again
     assert len(tasks) == 3 and all(len(task["responses"]) == 2 for task in tasks)
+
+
+def test_a_run_killed_mid_batch_resumes_with_the_answers_an_uninterrupted_run_draws(tiny_model, tmp_path):
+    config = sampling.Config(model_path=str(tiny_model), num_responses=2, max_new_tokens=6, batch_size=2)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for run in (whole, resumed):
+        run.mkdir()
+        write_jsonl(run / "prompts.jsonl", PROMPTS)
+    sampling.main(config, RunDir(whole))
+    expected = read_jsonl(whole / "samples.jsonl")
+    # killed after the first line of the first batch (prompts 1 and 2) reached the disk
+    (resumed / "samples.jsonl.partial").write_text(json.dumps(expected[0]) + "\n")
+
+    sampling.main(config, RunDir(resumed))
+
+    assert read_jsonl(resumed / "samples.jsonl") == expected
+    assert len({r["content"] for task in expected for r in task["responses"]}) > 1  # sampled, not constant

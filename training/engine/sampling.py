@@ -5,7 +5,8 @@ Output `RUN_DIR/<output_file>`: one line per prompt,
     {"id": ..., "context": [messages], "responses": [{"content": str, "generator": str}, ... K]}
 Prompts go through `model.generate` in batches (left-padded, KV cache on), each expanded to K
 sampled answers. Lines are appended to `<output_file>.partial` batch by batch; a rerun after a
-kill or SIGTERM continues after the last complete line, and the file is renamed when all is done.
+kill or SIGTERM redoes the batch it stopped in (same seed, same answers) and writes from the first
+missing line; the file is renamed when all is done.
 Runs on one process (a sampling job is small next to training); under torchrun only rank 0 works.
 """
 
@@ -71,13 +72,16 @@ def main(config: Config, run_dir: RunDir) -> Result:
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
 
     with open(partial, "a", encoding="utf-8") as handle:
-        for start in range(done, len(prompts), config.batch_size):
+        # a kill can leave a batch half written: redo it whole, so its seed draws the same answers
+        for start in range(done - done % config.batch_size, len(prompts), config.batch_size):
             if stop.requested:
-                return Result(status="stopped", step=start, paths={"partial": str(partial)})
+                return Result(status="stopped", step=max(start, done), paths={"partial": str(partial)})
             batch = prompts[start : start + config.batch_size]
             torch.manual_seed(config.seed + start // config.batch_size)
             answers = generate_answers(model, tokenizer, [row["context"] for row in batch], config, device)
-            for row, texts in zip(batch, answers, strict=True):
+            for index, (row, texts) in enumerate(zip(batch, answers, strict=True), start=start):
+                if index < done:
+                    continue  # written before the kill
                 task = {
                     "context": row["context"],
                     "responses": [{"content": t, "generator": generator} for t in texts],
