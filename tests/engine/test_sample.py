@@ -64,3 +64,25 @@ def test_a_run_killed_mid_batch_resumes_with_the_answers_an_uninterrupted_run_dr
 
     assert read_jsonl(resumed / "samples.jsonl") == expected
     assert len({r["content"] for task in expected for r in task["responses"]}) > 1  # sampled, not constant
+
+
+def test_greedy_answers_match_transformers_generate_prompt_by_prompt(tiny_model, tmp_path):
+    # one batch of prompts of different lengths (left padding), K copies each, cut at EOS
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)
+    config = sampling.Config(
+        model_path=str(tiny_model), num_responses=2, max_new_tokens=12, batch_size=3, temperature=0.0
+    )
+    sampling.main(config, RunDir(tmp_path))
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    for task in read_jsonl(tmp_path / "samples.jsonl"):
+        text = tokenizer.apply_chat_template(task["context"], tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+        assert [r["content"] for r in task["responses"]] == [expected, expected]

@@ -3,10 +3,11 @@
 Input `RUN_DIR/<prompts_file>`: `{"messages": [...]}` or `{"context": [...]}` lines, optional "id".
 Output `RUN_DIR/<output_file>`: one line per prompt,
     {"id": ..., "context": [messages], "responses": [{"content": str, "generator": str}, ... K]}
-Prompts go through `model.generate` in batches (left-padded, KV cache on), each expanded to K
-sampled answers. Lines are appended to `<output_file>.partial` batch by batch; a rerun after a
-kill or SIGTERM redoes the batch it stopped in (same seed, same answers) and writes from the first
-missing line; the file is renamed when all is done.
+Prompts go through `rollout.generate` in batches (left-padded, each repeated K times): a static KV
+cache and, on GPU, a CUDA graph for Llama/Qwen-shaped models, `model.generate` for the rest. Lines
+are appended to `<output_file>.partial` batch by batch; a rerun after a kill or SIGTERM redoes the
+batch it stopped in (same seed, same answers) and writes from the first missing line; the file is
+renamed when all is done.
 Runs on one process (a sampling job is small next to training); under torchrun only rank 0 works.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from training.engine.config import require
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
+from training.engine.rollout import RolloutEngine, SamplingParams, generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal, is_main_process
 
 
@@ -70,6 +72,9 @@ def main(config: Config, run_dir: RunDir) -> Result:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if config.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+    engine = None  # one engine for all batches, so its cache (and CUDA graph) is reused
+    if supports_fast_path(model, config.max_prompt_length + config.max_new_tokens):
+        engine = RolloutEngine(model, max_prompt_len=config.max_prompt_length)
 
     with open(partial, "a", encoding="utf-8") as handle:
         # a kill can leave a batch half written: redo it whole, so its seed draws the same answers
@@ -78,7 +83,8 @@ def main(config: Config, run_dir: RunDir) -> Result:
                 return Result(status="stopped", step=max(start, done), paths={"partial": str(partial)})
             batch = prompts[start : start + config.batch_size]
             torch.manual_seed(config.seed + start // config.batch_size)
-            answers = generate_answers(model, tokenizer, [row["context"] for row in batch], config, device)
+            contexts = [row["context"] for row in batch]
+            answers = generate_answers(model, tokenizer, contexts, config, device, engine=engine)
             for index, (row, texts) in enumerate(zip(batch, answers, strict=True), start=start):
                 if index < done:
                     continue  # written before the kill
@@ -102,10 +108,16 @@ def main(config: Config, run_dir: RunDir) -> Result:
     )
 
 
-def generate_answers(model, tokenizer, contexts: list[list[dict]], config: Config, device) -> list[list[str]]:
+def generate_answers(
+    model,
+    tokenizer,
+    contexts: list[list[dict]],
+    config: Config,
+    device,
+    *,
+    engine: RolloutEngine | None = None,
+) -> list[list[str]]:
     """Return num_responses answer texts for each context, in one batched generate call."""
-    import torch
-
     texts = [
         tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
         for context in contexts
@@ -119,23 +131,34 @@ def generate_answers(model, tokenizer, contexts: list[list[dict]], config: Confi
         max_length=config.max_prompt_length,
         add_special_tokens=False,  # the chat template already wrote every special token
     ).to(device)
-    sampling = config.temperature > 0
-    with torch.no_grad():
-        sequences = model.generate(
-            **inputs,
-            max_new_tokens=config.max_new_tokens,
-            do_sample=sampling,
-            temperature=config.temperature if sampling else None,
-            top_p=config.top_p if sampling else None,
-            top_k=0 if sampling else None,  # no top-k cut unless asked: sample from the full distribution
-            num_return_sequences=config.num_responses,
-            pad_token_id=tokenizer.pad_token_id,
-            use_cache=True,
-        )
-    new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
-    decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     k = config.num_responses
+    eos = eos_token_ids(model, tokenizer)
+    new_tokens = generate(
+        model,
+        inputs["input_ids"].repeat_interleave(k, dim=0),  # prompt i's answers are rows i·k … i·k + k - 1
+        inputs["attention_mask"].repeat_interleave(k, dim=0),
+        # no top-k cut: sample from the full distribution (or its top_p nucleus); temperature 0 is greedy
+        SamplingParams(
+            max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
+        ),
+        eos_token_ids=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        engine=engine,
+    )
+    answers = [
+        row[: next((i for i, t in enumerate(row) if t in eos), len(row))] for row in new_tokens.tolist()
+    ]
+    decoded = tokenizer.batch_decode(answers, skip_special_tokens=True)
     return [[text.strip() for text in decoded[i * k : (i + 1) * k]] for i in range(len(contexts))]
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Return the tokens that end an answer: the generation config's EOS ids and the tokenizer's."""
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = list(ids) if isinstance(ids, list) else [ids] if ids is not None else []
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
 
 
 def _complete_lines(partial: Path) -> int:
