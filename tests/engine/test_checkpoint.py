@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from training.engine.checkpoint import (
     COMPLETE_MARKER,
     checkpoint_path,
+    complete_checkpoints,
     latest_checkpoint,
     load_training_state,
     prune_checkpoints,
@@ -74,3 +77,43 @@ def test_prune_keeps_the_newest(tmp_path):
 
 def test_no_checkpoint_dir_means_nothing_to_resume(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def kill_during_rmtree(monkeypatch):
+    """Make shutil.rmtree delete one weights file, then die as a SIGKILL would."""
+    from training.engine import checkpoint
+
+    def rmtree(path, ignore_errors=False):
+        if not Path(path).exists():
+            return
+        for file in sorted(Path(path).rglob("*.bin")):
+            file.unlink()
+            break
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", rmtree)
+
+
+def test_a_kill_while_pruning_never_leaves_a_half_deleted_complete_checkpoint(tmp_path, monkeypatch):
+    for step in (1, 2):
+        with writing_checkpoint(tmp_path, step) as folder:
+            (folder / "weights.bin").write_bytes(b"w")
+    kill_during_rmtree(monkeypatch)
+
+    with pytest.raises(SystemExit):
+        prune_checkpoints(tmp_path, keep=1)
+
+    for folder in complete_checkpoints(tmp_path):
+        assert (folder / "weights.bin").is_file(), folder
+
+
+def test_a_kill_while_replacing_a_checkpoint_never_leaves_a_half_deleted_complete_one(tmp_path, monkeypatch):
+    with writing_checkpoint(tmp_path, 5) as folder:
+        (folder / "weights.bin").write_bytes(b"old")
+    kill_during_rmtree(monkeypatch)
+
+    with pytest.raises(SystemExit), writing_checkpoint(tmp_path, 5) as folder:
+        (folder / "weights.bin").write_bytes(b"new")
+
+    for folder in complete_checkpoints(tmp_path):
+        assert (folder / "weights.bin").is_file(), folder

@@ -86,7 +86,7 @@ def remove_incomplete(checkpoints_dir: Path) -> list[Path]:
 def prune_checkpoints(checkpoints_dir: Path, *, keep: int) -> None:
     """Delete the oldest complete checkpoints so that `keep` remain."""
     for path in complete_checkpoints(checkpoints_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
 
 
 def mark_complete(folder: Path, *, step: int) -> None:
@@ -122,7 +122,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     _fsync_dir(temp)
     if final.exists():
         # A rerun saving the same step or the final model again; the old copy is replaced.
-        shutil.rmtree(final)
+        _remove_tree(final)
     os.rename(temp, final)
     _fsync_dir(final.parent)
 
@@ -148,6 +148,18 @@ def save_training_state(folder: Path, state: dict[str, Any]) -> None:
 def load_training_state(folder: Path) -> dict[str, Any]:
     """Load what `save_training_state` saved (optimizer states need weights_only=False)."""
     return torch.load(folder / TRAINING_STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a folder; a kill midway leaves a temp folder, never a half-deleted one under its name.
+
+    rmtree is not atomic: it could remove the weights and leave the COMPLETE marker behind.
+    """
+    doomed = path.parent / f"{_TEMP_PREFIX}old-{path.name}-{os.getpid()}"
+    if doomed.exists():  # left by an earlier kill of a process with the same pid
+        shutil.rmtree(doomed)
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _fsync_file(path: Path) -> None:
