@@ -55,8 +55,22 @@ def api_exception_handler(exc, context):
 
 
 def _summarise(errors: dict) -> str:
-    parts = []
-    for field, messages in errors.items():
-        text = " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
-        parts.append(text if field == "non_field_errors" else f"{field}: {text}")
-    return "; ".join(parts)
+    """Flatten DRF's nested error structure into one readable line: "context.0.role: ...; responses: ..."."""
+    return "; ".join(f"{path}: {message}" if path else message for path, message in _flatten(errors, ""))
+
+
+def _flatten(errors, path: str):
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            sub = "" if key == "non_field_errors" else str(key)
+            yield from _flatten(value, f"{path}.{sub}" if path and sub else path or sub)
+    elif isinstance(errors, list):
+        if all(not isinstance(item, (dict, list)) for item in errors):
+            if errors:
+                yield path, " ".join(str(item) for item in errors)
+        else:
+            for index, item in enumerate(errors):
+                if item:  # DRF puts {} for list items without errors
+                    yield from _flatten(item, f"{path}.{index}" if path else str(index))
+    else:
+        yield path, str(errors)

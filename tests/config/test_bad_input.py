@@ -56,3 +56,29 @@ def test_a_json_body_nested_too_deeply_is_refused_with_a_message(api_client_for,
     response = api_client_for(user).post(path, body, content_type="application/json")
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["detail"]
+
+
+def test_nested_validation_errors_read_as_one_line_with_their_path():
+    from config.exceptions import _summarise
+
+    errors = {
+        "context": [{}, {"role": ["\"robot\" is not a valid choice."]}],
+        "responses": ["Give at least 2 answers."],
+        "non_field_errors": ["Something is off."],
+    }
+    assert _summarise(errors) == (
+        'context.1.role: "robot" is not a valid choice.; responses: Give at least 2 answers.; Something is off.'
+    )
+
+
+def test_a_ranking_task_with_a_bad_nested_role_answers_a_readable_400(api_client_for, project, make_member):
+    user = make_member(project, Role.MANAGER)
+    body = {
+        "project": project.id,
+        "context": [{"role": "robot", "content": "hi"}],
+        "responses": [{"content": "a", "generator": "g"}, {"content": "b", "generator": "g"}],
+    }
+    response = api_client_for(user).post("/api/ranking-tasks/", body, format="json")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("context.0.role:") and "ErrorDetail" not in detail
