@@ -1,7 +1,14 @@
 """Throughput and MFU of the engine's REAL `sft` and `reward` commands (TRL's trainers), one GPU.
 
     python3 bench/engine_commands.py --out engine_commands.json           # one H200, ~2 minutes
+    python3 bench/engine_commands.py --compile --out engine_commands.json # + `torch_compile: true` runs
     python3 bench/engine_commands.py --tiny --out /tmp/engine_commands.json  # CPU dry run
+
+`--compile` first runs each task with the config's `torch_compile: true` (runs `sft_compiled`,
+`reward_compiled`), then uncompiled as before; `--packing` adds `sft_packed` (`packing: true`, one
+packed row per micro-batch, the same rows per optimizer step through gradient accumulation;
+compiled too under --compile). `--deadline` keeps the whole script inside one device call: each
+command's timeout is cut to what is left, and the JSON is rewritten after every command.
 
 `bench/train_throughput.py` times a standalone training step (compiled decoder, fused loss); this
 script runs `python -m training.engine sft|reward --run-dir DIR` as subprocesses, exactly as the web
@@ -129,9 +136,11 @@ def write_reward_data(path: Path, tokenizer, words, *, pairs: int, seq: int) -> 
     return seq
 
 
-def run_command(task: str, run_dir: Path, *, timeout: float) -> dict:
+def run_command(task: str, run_dir: Path, *, timeout: float, compiled: bool = False) -> dict:
     """Run `python -m training.engine TASK --run-dir RUN_DIR`; return its exit code and wall times."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if compiled:
+        env.setdefault("TORCH_LOGS", "recompiles")  # a recompile inside the timed steps shows in the log
     command = [sys.executable, "-m", "training.engine", task, "--run-dir", str(run_dir)]
     print("===", " ".join(command), flush=True)
     start = time.time()
@@ -206,13 +215,21 @@ def standalone(task: str) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=["sft", "reward"], choices=["sft", "reward"])
+    parser.add_argument(
+        "--compile", action="store_true", help="also run each task with torch_compile: true (first)"
+    )
+    parser.add_argument("--packing", action="store_true", help="also run sft with packing: true")
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--sft-batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--reward-batch", type=int, default=8, help="pairs per step")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="first steps left out (compilation happens there)"
+    )
     parser.add_argument("--work", default="/tmp/engine-bench", help="run folders (model files: not in $OUT)")
-    parser.add_argument("--timeout", type=float, default=200, help="seconds per command")
+    parser.add_argument("--timeout", type=float, default=200, help="seconds per uncompiled command")
+    parser.add_argument("--compile-timeout", type=float, default=300, help="seconds per compiled command")
+    parser.add_argument("--deadline", type=float, default=570, help="seconds for the whole script")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run on a tiny model")
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -267,8 +284,28 @@ def main() -> None:
     except ImportError:
         pass
 
-    for task in args.tasks:
-        run_dir = work / task
+    # (run name, task, config overrides): compiled runs first, so a deadline cuts the old rows, not the new
+    runs = []
+    for compiled in ([True] if args.compile else []) + [False]:
+        suffix = "_compiled" if compiled else ""
+        runs += [(task + suffix, task, {"torch_compile": True} if compiled else {}) for task in args.tasks]
+    if args.packing and "sft" in args.tasks:
+        # one packed row of seq tokens per micro-batch: with SDPA a micro-batch's packed rows become
+        # one sequence with a full block-diagonal mask (see sft.Config.packing)
+        packed = {"packing": True, "per_device_batch_size": 1, "gradient_accumulation_steps": args.sft_batch}
+        runs.insert(
+            1 if args.compile else 0, ("sft_packed", "sft", {**packed, "torch_compile": args.compile})
+        )
+
+    for name, task, overrides in runs:
+        left = args.deadline - (time.time() - t0) - 15  # keep time for the matmul peak and the JSON
+        compiled = overrides.get("torch_compile", False)
+        timeout = min(args.compile_timeout if compiled else args.timeout, left)
+        if timeout < 30:
+            print(f"=== {name}: skipped, {left:.0f} s left before the deadline", flush=True)
+            result[name] = {"skipped": "deadline"}
+            continue
+        run_dir = work / name
         run_dir.mkdir(exist_ok=True)
         for stale in ("metrics.jsonl", "result.json"):
             (run_dir / stale).unlink(missing_ok=True)
@@ -288,9 +325,9 @@ def main() -> None:
             )
             tokens_per_step = 2 * batch * args.seq
             extra = {"per_device_batch_size": batch}
-        config = {**common_config, **extra}
+        config = {**common_config, **extra, **overrides}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        run = run_command(task, run_dir, timeout=args.timeout)
+        run = run_command(task, run_dir, timeout=timeout, compiled=compiled)
         if task == "sft":
             # TRL's fused head skips unlabelled positions (prompt, role header); the standalone count
             # charges the LM head to every token: this is the count with the positions actually scored
@@ -322,25 +359,30 @@ def main() -> None:
                 entry["standalone"] = base
                 entry["ratio_to_standalone"] = entry["tokens_per_s"] / base["tokens_per_s"]
             print(
-                f"=== {task}: {entry['tokens_per_s']:,.0f} tokens/s (median step "
+                f"=== {name}: {entry['tokens_per_s']:,.0f} tokens/s (median step "
                 f"{entry['step_time']['median_s']:.3f} s), MFU {entry['mfu_datasheet']:.1%}; "
                 f"first step {entry['first_step_s_after_start']:.1f} s after start, wall {run['wall_s']:.1f} s",
                 flush=True,
             )
-        result[task] = entry
+        result[name] = entry
         if args.out:  # after each command, so a later kill leaves what was measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
+    names = [name for name, _, _ in runs]
+    for name in names:  # vs the plain run (no compile, no packing) of the same task, same call
+        plain = result.get(name.split("_")[0], {})
+        if name != name.split("_")[0] and "tokens_per_s" in result[name] and "tokens_per_s" in plain:
+            result[name]["ratio_to_plain_command"] = result[name]["tokens_per_s"] / plain["tokens_per_s"]
     if cuda and not args.tiny:
         peak = common.measured_matmul_tflops(torch.device("cuda"))
         result["measured_matmul_tflops"] = peak
-        for task in args.tasks:
-            if "model_tflops" in result[task]:
-                result[task]["mfu_measured_peak"] = result[task]["model_tflops"] / peak
+        for name in names:
+            if "model_tflops" in result[name]:
+                result[name]["mfu_measured_peak"] = result[name]["model_tflops"] / peak
     result["total_wall_s"] = time.time() - t0
     common.write_json(args.out, result)
-    if any(result[task]["exit_code"] != 0 for task in args.tasks):
+    if any(result[name].get("exit_code", 1) != 0 for name in names):
         sys.exit(1)
 
 

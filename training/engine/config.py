@@ -59,6 +59,12 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between lines in metrics.jsonl
     bf16: bool = False  # bfloat16 autocast (GPU); CPU runs and tests keep float32
     gradient_checkpointing: bool = False  # trade compute for memory on long sequences
+    # torch.compile the model (TorchInductor, through the HF Trainer; sft, reward, dpo): on a GPU the
+    # steps run faster once compiled (bench/RESULTS.md), but the first step, and each later step whose
+    # batch has a new shape (until the compiler goes dynamic), pays a compile of tens of seconds to a
+    # minute or two. Meant for GPU runs of many steps; on CPU it compiles slowly and gains little.
+    # ppo has its own `compile` field and refuses this one.
+    torch_compile: bool = False
     lora: LoraConfig | None = None  # null: train all weights; an object: train LoRA adapters (see LoraConfig)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,11 @@ class TrainConfig:
         require(self.save_every > 0, "save_every must be positive")
         require(self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1")
         require(self.log_every > 0, "log_every must be positive")
+        # ppo compiles its decoders through its own `compile` field; refuse a torch_compile it would ignore
+        require(
+            not (self.torch_compile and "compile" in {f.name for f in dataclasses.fields(self)}),
+            "torch_compile is not read by this command; set compile instead",
+        )
 
 
 def require(condition: bool, message: str) -> None:

@@ -45,6 +45,9 @@ def trainer_arguments(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "max_length": config.max_length,
         "bf16": config.bf16,  # TRL would default to True; CPU runs stay float32
         "gradient_checkpointing": config.gradient_checkpointing,
+        # accelerate wraps the model in torch.compile (inductor, default mode); the Trainer keeps the
+        # uncompiled module as trainer.model, so evaluation helpers and save_pretrained see plain weights
+        "torch_compile": config.torch_compile,
         "logging_strategy": "steps",
         "logging_steps": config.log_every,
         "save_strategy": "steps",

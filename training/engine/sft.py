@@ -29,6 +29,15 @@ class Config(TrainConfig):
     learning_rate: float = 2e-5  # peak learning rate of AdamW (SFT default)
     train_file: str = "train.jsonl"  # dialogues, relative to the run dir: {"messages": [...]} per line
     eval_fraction: float = 0.0  # share of dialogues held out to report eval_loss (0: no evaluation)
+    # false: one dialogue per row, a batch padded to its longest row. true: TRL's best-fit-decreasing
+    # packing, padding-free: dialogues are packed into rows of at most max_length tokens, so no FLOP
+    # goes to padding; each dialogue still attends only to itself (position ids restart) and the loss
+    # still covers assistant tokens only. per_device_batch_size then counts packed rows. A dialogue
+    # longer than max_length is cut to it, as without packing. With the default SDPA attention the
+    # micro-batch's rows are joined into one sequence whose block-diagonal mask is built in full, so
+    # attention work grows with (per_device_batch_size * max_length)^2: keep per_device_batch_size
+    # small and raise gradient_accumulation_steps instead.
+    packing: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,8 +93,9 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     arguments = SFTConfig(
         **trainer_arguments(config, run_dir),
-        assistant_only_loss=True,
-        packing=False,
+        assistant_only_loss=True,  # labels are built from the assistant mask before packing
+        packing=config.packing,
+        packing_strategy="bfd",  # whole dialogues per row; implies padding_free
         eval_strategy="no",
     )
     return SFTTrainer(
