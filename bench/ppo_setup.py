@@ -76,7 +76,7 @@ def main() -> None:
         "num_ppo_epochs": 4,
         "max_steps": args.steps,
         "save_every": 1000,
-        "compile": args.compile,
+        "torch_compile": args.compile,
     }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(json.dumps(config))

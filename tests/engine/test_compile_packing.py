@@ -45,11 +45,12 @@ def test_torch_compile_reaches_the_training_arguments(command, torch_compile, ti
     assert trainer.args.torch_compile_mode is None  # inductor's default mode
 
 
-def test_ppo_refuses_torch_compile_it_would_ignore():
+def test_ppo_reads_the_shared_torch_compile_and_no_other_name():
     raw = {"model_path": "m", "reward_model": "builtin:length"}
     assert config_from_dict(ppo.Config, raw).torch_compile is False
-    with pytest.raises(EngineError, match="torch_compile is not read by this command; set compile instead"):
-        config_from_dict(ppo.Config, {**raw, "torch_compile": True})
+    assert config_from_dict(ppo.Config, {**raw, "torch_compile": True}).torch_compile is True
+    with pytest.raises(EngineError, match="compile"):  # the old ppo-only name is an unknown key now
+        config_from_dict(ppo.Config, {**raw, "compile": True})
 
 
 def test_compiled_sft_trains(tiny_model, tmp_path):

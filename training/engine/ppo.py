@@ -38,6 +38,7 @@ from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.rollout import RolloutEngine, SamplingParams, plain_generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+from training.engine.sampling import eos_token_ids
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,9 +76,6 @@ class Config(TrainConfig):
         None  # subtracted from the score of answers without EOS (TRL: 1.0 in examples)
     )
     fast_rollout: bool = True  # static KV cache + CUDA-graph decoding (rollout.py); false: model.generate
-    # torch.compile the four models' decoders (GPU): faster score and train phases once compiled, at
-    # the price of a compile (about a minute) at the start and on new prompt widths
-    compile: bool = False
     save_every: int = 50  # PPO steps between checkpoints
     log_every: int = 1  # PPO steps between lines in metrics.jsonl
     max_steps: int = -1  # PPO steps (each one rollout batch); -1: num_epochs passes over the prompts
@@ -297,7 +295,9 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
     rows = read_prompts(run_dir.input_file(cfg.prompts_file))
     prompts = tokenize_prompts(rows, tokenizer, cfg.max_prompt_length)
     reward_fn = builtin_reward(cfg.reward_model) if reward_model is None else None
-    eos_ids = _eos_ids(tokenizer, policy)
+    eos_ids = eos_token_ids(policy, tokenizer)
+    if not eos_ids:
+        raise EngineError("the policy's tokenizer has no EOS token: answers could never end")
 
     model = PolicyAndCritic(policy, critic)
     lr_critic = cfg.critic_learning_rate or cfg.learning_rate
@@ -335,7 +335,7 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
     sampler = unwrapped
     if cfg.bf16:
         sampler = copy.deepcopy(unwrapped).to(torch.bfloat16).requires_grad_(False)
-    if cfg.compile:  # after the sampler copy: the rollout engine runs the layers itself, uncompiled
+    if cfg.torch_compile:  # the four decoders; after the sampler copy: the rollout engine runs the layers itself, uncompiled
         for network in (policy, critic, reference, reward_model):
             if network is not None:
                 _backbone(network).compile()
@@ -598,16 +598,6 @@ def save_final(cfg, accelerator, model, tokenizer, run_dir: RunDir) -> None:
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-def _eos_ids(tokenizer, policy) -> list[int]:
-    ids = policy.generation_config.eos_token_id if policy.generation_config else None
-    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    if not ids:
-        raise EngineError("the policy's tokenizer has no EOS token: answers could never end")
-    return ids
-
-
 def _copy_weights(source: nn.Module, target: nn.Module) -> None:
     with torch.no_grad():
         for src, dst in zip(source.parameters(), target.parameters(), strict=True):
