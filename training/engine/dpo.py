@@ -11,15 +11,8 @@ from dataclasses import dataclass
 
 from training.engine.config import TrainConfig, require
 from training.engine.data import group_split, read_preference_pairs
-from training.engine.hf import (
-    RunFolderCallback,
-    lora_config,
-    resume_checkpoint,
-    resume_step,
-    save_final_model,
-    trainer_arguments,
-)
-from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+from training.engine.hf import logged_and_evaluated, lora_config, train_in_run_folder, trainer_arguments
+from training.engine.run_dir import Result, RunDir
 
 _FIGURES = (
     "train_loss",
@@ -46,28 +39,13 @@ class Config(TrainConfig):
 
 def main(config: Config, run_dir: RunDir) -> Result:
     """Train the policy on the pairs with DPO; save checkpoints, metrics and the final model."""
-    stop = StopSignal().install()
-    checkpoint = resume_checkpoint(run_dir)
-    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
-    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
-    trainer = build_trainer(config, run_dir, callbacks=[callback])
-
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    resumed_from = str(checkpoint) if checkpoint else None
-    if callback.stopped:
-        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
-
-    final = dict(callback.last_logs)
-    if trainer.eval_dataset is not None:
-        final.update(trainer.evaluate())
-    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
-    return Result(
-        status="succeeded",
-        metrics={key: final[key] for key in _FIGURES if key in final},
-        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
-        resumed_from=resumed_from,
-        step=trainer.state.global_step,
+    return train_in_run_folder(
+        config,
+        run_dir,
+        build_trainer=build_trainer,
+        final_figures=lambda trainer, logs, _: logged_and_evaluated(trainer, logs, _FIGURES),
     )
+
 
 
 def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from training.engine.checkpoint import (
     remove_incomplete,
 )
 from training.engine.config import TrainConfig, save_config
-from training.engine.run_dir import MetricsLog, RunDir, StopSignal, is_main_process
+from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal, is_main_process
 
 
 def trainer_arguments(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -124,6 +125,48 @@ class RunFolderCallback(TrainerCallback):
             mark_complete(folder, step=state.global_step)
             prune_checkpoints(folder.parent, keep=self.config.keep_checkpoints)
         _barrier()
+
+
+def train_in_run_folder(
+    config: TrainConfig,
+    run_dir: RunDir,
+    *,
+    build_trainer: Callable[..., Any],
+    final_figures: Callable[[Any, dict, MetricsLog], dict],
+) -> Result:
+    """Run an HF/TRL trainer in the run folder: resume, stop on SIGTERM, then save the final model.
+
+    ``build_trainer(config, run_dir, callbacks=[...])`` returns the ready trainer;
+    ``final_figures(trainer, last_logs, metrics)`` returns the figures result.json reports.
+    """
+    stop = StopSignal().install()
+    checkpoint = resume_checkpoint(run_dir)
+    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
+    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
+    trainer = build_trainer(config, run_dir, callbacks=[callback])
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    resumed_from = str(checkpoint) if checkpoint else None
+    if callback.stopped:
+        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
+
+    figures = final_figures(trainer, dict(callback.last_logs), metrics)
+    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
+    return Result(
+        status="succeeded",
+        metrics=figures,
+        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
+        resumed_from=resumed_from,
+        step=trainer.state.global_step,
+    )
+
+
+def logged_and_evaluated(trainer, last_logs: dict, keys: tuple[str, ...]) -> dict:
+    """The last logged figures plus a final evaluation (when there is held-out data), limited to keys."""
+    figures = dict(last_logs)
+    if trainer.eval_dataset is not None:
+        figures.update(trainer.evaluate())
+    return {key: figures[key] for key in keys if key in figures}
 
 
 def resume_step(checkpoint: Path | None) -> int:

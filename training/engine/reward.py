@@ -21,16 +21,9 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from training.engine.config import TrainConfig, require
 from training.engine.data import group_split, read_preference_pairs
 from training.engine.errors import EngineError
-from training.engine.hf import (
-    RunFolderCallback,
-    lora_config,
-    resume_checkpoint,
-    resume_step,
-    save_final_model,
-    trainer_arguments,
-)
+from training.engine.hf import lora_config, train_in_run_folder, trainer_arguments
 from training.engine.losses import pairwise_reward_loss
-from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
+from training.engine.run_dir import MetricsLog, Result, RunDir
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,34 +44,17 @@ class Config(TrainConfig):
 
 def main(config: Config, run_dir: RunDir) -> Result:
     """Train the reward model; report held-out pairwise accuracy; save the final model."""
-    stop = StopSignal().install()
-    checkpoint = resume_checkpoint(run_dir)
-    metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
-    callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
-    trainer = build_trainer(config, run_dir, callbacks=[callback])
+    return train_in_run_folder(config, run_dir, build_trainer=build_trainer, final_figures=_final_figures)
 
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    resumed_from = str(checkpoint) if checkpoint else None
-    if callback.stopped:
-        return Result(status="stopped", step=trainer.state.global_step, resumed_from=resumed_from)
 
-    final = {
-        key: callback.last_logs[key]
-        for key in ("train_loss", "loss", "accuracy")
-        if key in callback.last_logs
-    }
-    final["truncated_pairs"] = trainer.truncated_pairs
+def _final_figures(trainer: RankingRewardTrainer, last_logs: dict, metrics: MetricsLog) -> dict:
+    figures = {key: last_logs[key] for key in ("train_loss", "loss", "accuracy") if key in last_logs}
+    figures["truncated_pairs"] = trainer.truncated_pairs
     if trainer.eval_dataset is not None:
-        final.update(held_out_figures(trainer))
-        metrics.log(trainer.state.global_step, **final)
-    model_folder = save_final_model(trainer, trainer.processing_class, config, run_dir)
-    return Result(
-        status="succeeded",
-        metrics=final,
-        paths={"model": str(model_folder), "checkpoints": str(run_dir.checkpoints)},
-        resumed_from=resumed_from,
-        step=trainer.state.global_step,
-    )
+        figures.update(held_out_figures(trainer))
+        metrics.log(trainer.state.global_step, **figures)
+    return figures
+
 
 
 def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> RankingRewardTrainer:
