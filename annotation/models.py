@@ -1,6 +1,7 @@
 """Projects, who belongs to them and in which role, and their guidelines."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -206,6 +207,11 @@ class Dialogue(models.Model):
 
     def __str__(self) -> str:
         return f"Dialogue {self.pk} · {self.author} · {self.status}"
+
+    def clean(self) -> None:
+        # admin's raw-id field accepts any prompt id: a dialogue must stay inside its own project
+        if self.prompt_id and self.project_id and self.prompt.project_id != self.project_id:
+            raise ValidationError({"prompt": "This prompt belongs to another project."})
 
 
 class TurnRole(models.TextChoices):
