@@ -349,8 +349,13 @@ class RankingTaskGoldApi(APIView):
 # ---- import / export ----
 
 
+class RankingImportDuplicatesSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    lines = serializers.ListField(child=serializers.IntegerField(), help_text="The first 100 line numbers.")
+
+
 class RankingTaskImportApi(APIView):
-    """Import ranking tasks from a JSONL file (`ranking-jsonl` or `hh-rlhf`): all or nothing (managers)."""
+    """Import ranking tasks from a JSONL file (`ranking-jsonl` or `hh-rlhf`): all or nothing, duplicates skipped (managers)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -364,6 +369,9 @@ class RankingTaskImportApi(APIView):
         tasks_created = serializers.IntegerField()
         rankings_imported = serializers.IntegerField()
         skipped_lines = serializers.ListField(child=serializers.DictField())
+        duplicates = RankingImportDuplicatesSerializer(
+            help_text="Tasks already in the project, or repeated in the file: skipped."
+        )
         task_ids = serializers.ListField(child=serializers.IntegerField())
 
     @extend_schema(request={"multipart/form-data": RankingImportInputSerializer},

@@ -99,6 +99,9 @@ class RankingTask(models.Model):
         null=True, blank=True, help_text="Mean Kendall tau-b between every two rankings of the task (-1 to 1)."
     )
     consensus_at = models.DateTimeField(null=True, blank=True)
+    # sha256 of an imported task's context and answers, so importing a file twice skips what is
+    # already there; empty for tasks made otherwise (and for those imported before it existed)
+    import_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -108,6 +111,11 @@ class RankingTask(models.Model):
         ordering = ["id"]
         indexes = [models.Index(fields=["project", "status", "is_gold"])]
         constraints = [
+            models.UniqueConstraint(
+                fields=["project", "import_hash"],
+                condition=~Q(import_hash=""),
+                name="one_imported_ranking_task_per_content",
+            ),
             models.CheckConstraint(
                 condition=Q(is_gold=False) | Q(gold_order__isnull=False), name="gold_task_has_gold_order"
             ),

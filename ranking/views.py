@@ -93,6 +93,8 @@ def import_tasks(request, project_id: int):
                 errors = error.extra.get("errors") or [error.message]
             else:
                 skipped = f", {len(report.skipped_lines)} line(s) skipped" if report.skipped_lines else ""
+                if report.duplicate_lines:
+                    skipped += f", {len(report.duplicate_lines)} duplicate task(s) skipped"
                 messages.success(
                     request,
                     f"Imported {report.tasks_created} ranking task(s) "

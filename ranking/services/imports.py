@@ -1,11 +1,14 @@
 """Import ranking tasks from JSONL: ``ranking-jsonl`` and Anthropic's ``hh-rlhf``. All or nothing.
 
 Every line is parsed and validated before anything is written; any error refuses the whole file
-with the line numbers of (up to ``MAX_REPORTED_ERRORS``) errors.
+with the line numbers of (up to ``MAX_REPORTED_ERRORS``) errors. A task already in the project
+(same context and answers, see ``ranking_task_content_hash``), or repeated in the file, is skipped
+and reported, so importing a file twice creates its tasks once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -14,11 +17,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Project
-from config.exceptions import ApplicationError
+from config.exceptions import ApplicationError, ConflictError
 from ranking.models import Ranking, RankingTask, TaskSource, TaskStatus
 from ranking.services.tasks import (
     ResponseSpec,
@@ -31,6 +34,7 @@ FORMAT_RANKING_JSONL = "ranking-jsonl"
 FORMAT_HH_RLHF = "hh-rlhf"
 FORMATS = (FORMAT_RANKING_JSONL, FORMAT_HH_RLHF)
 MAX_REPORTED_ERRORS = 20
+REPORTED_LINES_MAX = 100  # duplicate line numbers listed in a report (the count is always complete)
 HH_GENERATOR = "hh-rlhf"
 _HH_TURN = re.compile(r"\n\n(Human|Assistant|System):[ ]?")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant", "System": "system"}
@@ -55,6 +59,17 @@ class ImportReport:
     rankings_imported: int = 0
     skipped_lines: list[dict] = field(default_factory=list)  # lines left out on purpose, with why
     task_ids: list[int] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)  # tasks already in the project or earlier in the file
+
+    @property
+    def duplicates(self) -> dict:
+        return {"count": len(self.duplicate_lines), "lines": sorted(self.duplicate_lines)[:REPORTED_LINES_MAX]}
+
+
+def ranking_task_content_hash(*, context: list[dict], answers: Iterable[str]) -> str:
+    """Hash what makes two tasks the same: the context and the answers' texts, in any order."""
+    payload = json.dumps([context, sorted(answers)], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _lines(file: Iterable[bytes | str]) -> Iterator[tuple[int, str]]:
@@ -114,7 +129,8 @@ def ranking_tasks_import(
 
     ``hh-rlhf`` lines become K=2 tasks carrying their human preference as an imported ranking (it
     counts as one of the task's rankings). Lines whose chosen and rejected answers are identical
-    carry no preference and are skipped (listed in the report).
+    carry no preference and are skipped (listed in the report). A task whose context and answers
+    are already in the project, or earlier in the file, is skipped and its line reported as a duplicate.
     """
     if format not in FORMATS:
         raise ApplicationError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
@@ -125,6 +141,7 @@ def ranking_tasks_import(
     report = ImportReport(format=format)
     built = []
     preferences: list[bool] = []  # per built task: carries an imported preference (hh-rlhf)
+    line_numbers: list[int] = []  # per built task: its line in the file
     errors: list[str] = []
     total_errors = 0
     source = TaskSource.HH_RLHF if format == FORMAT_HH_RLHF else TaskSource.RANKING_JSONL
@@ -146,6 +163,7 @@ def ranking_tasks_import(
                 else:
                     built.append(_ranking_jsonl_build(row, project=project, created_by=created_by))
                     preferences.append(False)
+                line_numbers.append(number)
             except json.JSONDecodeError as error:
                 total_errors += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -165,13 +183,45 @@ def ranking_tasks_import(
         raise ImportRefused(errors, total=total_errors)
     if not built:
         raise ApplicationError("The file holds no tasks to import.")
-    with transaction.atomic():
-        tasks = ranking_tasks_save(built=built)
-        report.tasks_created = len(tasks)
-        report.task_ids = [task.pk for task in tasks]
-        carrying = [(task, answers) for (task, answers), flag in zip(built, preferences, strict=True) if flag]
-        report.rankings_imported = _imported_preferences_save(project=project, tasks=carrying)
+    try:
+        with transaction.atomic():
+            fresh = _duplicates_drop(project=project, items=zip(line_numbers, built, preferences, strict=True),
+                                     report=report)
+            tasks = ranking_tasks_save(built=[item for _, item, _ in fresh])
+            report.tasks_created = len(tasks)
+            report.task_ids = [task.pk for task in tasks]
+            carrying = [item for _, item, carries in fresh if carries]
+            report.rankings_imported = _imported_preferences_save(project=project, tasks=carrying)
+    except IntegrityError as error:  # a concurrent import added some of the same tasks meanwhile
+        raise ConflictError("Another import added some of these tasks at the same time; import again.") from error
     return report
+
+
+def _duplicates_drop(*, project: Project, items, report: ImportReport) -> list:
+    """Hash each built task; return those neither in the project nor earlier in the file, reporting the others.
+
+    Runs inside the import's transaction; the unique constraint on (project, import_hash) refuses a
+    task that a concurrent import saves between this check and our insert.
+    """
+    items = list(items)
+    for _, (task, answers), _ in items:
+        task.import_hash = ranking_task_content_hash(context=task.context, answers=[a.content for a in answers])
+    hashes = [task.import_hash for _, (task, _), _ in items]
+    existing: set[str] = set()
+    for start in range(0, len(hashes), 1000):
+        existing.update(
+            RankingTask.objects.filter(project=project, import_hash__in=hashes[start:start + 1000])
+            .values_list("import_hash", flat=True)
+        )
+    fresh = []
+    for item in items:
+        number, (task, _), _ = item
+        if task.import_hash in existing:
+            report.duplicate_lines.append(number)
+        else:
+            existing.add(task.import_hash)
+            fresh.append(item)
+    return fresh
 
 
 def _ranking_jsonl_build(row: dict, *, project: Project, created_by):

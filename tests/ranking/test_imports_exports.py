@@ -4,6 +4,7 @@ import io
 import json
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from annotation.models import Role
 from config.exceptions import ApplicationError
@@ -17,6 +18,7 @@ from ranking.services.imports import (
 )
 from ranking.services.rankings import ranking_submit
 from ranking.services.tasks import ranking_task_gold_set
+from tests.factories import ProjectFactory
 from tests.ranking.factories import RankingTaskFactory, response_ids
 
 pytestmark = pytest.mark.django_db
@@ -256,3 +258,74 @@ def test_import_endpoint_all_or_nothing(api_client_for, project, make_member):
     assert response.status_code == 201
     assert response.json()["tasks_created"] == 2 and response.json()["rankings_imported"] == 2
     assert len(response.json()["task_ids"]) == 2
+
+
+JSONL_LINES = [
+    {"context": [{"role": "user", "content": "Hi?"}], "responses": ["Hello", "Hey"]},
+    {"context": [{"role": "user", "content": "Q"}], "responses": ["a", "b", "c"]},
+]
+
+
+@pytest.mark.parametrize(("fmt", "lines"), [("ranking-jsonl", JSONL_LINES), ("hh-rlhf", HH_LINES)])
+def test_importing_the_same_file_twice_creates_its_tasks_once(project, fmt, lines):
+    first = _import(project, lines, fmt)
+    again = _import(project, lines, fmt)
+    assert first.tasks_created == 2 and first.duplicates == {"count": 0, "lines": []}
+    assert again.tasks_created == 0 and again.rankings_imported == 0 and again.task_ids == []
+    assert again.duplicates == {"count": 2, "lines": [1, 2]}
+    assert RankingTask.objects.filter(project=project).count() == 2
+    assert Ranking.objects.filter(task__project=project).count() == first.rankings_imported
+
+
+def test_a_task_repeated_in_the_file_is_imported_once_whatever_the_order_of_its_answers(project):
+    report = _import(project, [
+        JSONL_LINES[0],
+        {"context": [{"role": "user", "content": "Hi?"}], "responses": ["Hey", "Hello"]},  # same answers
+        {"context": [{"role": "user", "content": "Hi?"}], "responses": ["Hey", "Howdy"]},  # other answers
+        {"context": [{"role": "user", "content": "Hi!"}], "responses": ["Hey", "Hello"]},  # other context
+    ], "ranking-jsonl")
+    assert report.tasks_created == 3 and report.duplicates == {"count": 1, "lines": [2]}
+    assert RankingTask.objects.filter(project=project).count() == 3
+
+
+def test_a_file_mixing_old_and_new_tasks_adds_only_the_new_ones(project):
+    _import(project, JSONL_LINES[:1], "ranking-jsonl")
+    report = _import(project, JSONL_LINES, "ranking-jsonl")
+    assert report.tasks_created == 1 and report.duplicates["lines"] == [1]
+    assert sorted(RankingTask.objects.values_list("context__0__content", flat=True)) == ["Hi?", "Q"]
+
+
+def test_the_same_content_in_another_project_is_not_a_duplicate(project):
+    other = ProjectFactory()
+    _import(project, JSONL_LINES, "ranking-jsonl")
+    assert _import(other, JSONL_LINES, "ranking-jsonl").tasks_created == 2
+
+
+def test_duplicates_do_not_excuse_a_wrong_line(project):
+    _import(project, JSONL_LINES, "ranking-jsonl")
+    with pytest.raises(ImportRefused) as refused:
+        _import(project, [*JSONL_LINES, {"context": [], "responses": ["a", "b"]}, *JSONL_LINES], "ranking-jsonl")
+    assert refused.value.errors[0].startswith("line 3:")
+    assert RankingTask.objects.filter(project=project).count() == 2
+
+
+def test_the_database_refuses_two_tasks_with_the_same_import_hash_in_a_project(project):
+    RankingTaskFactory(project=project, import_hash="")
+    RankingTaskFactory(project=project, import_hash="")  # tasks made otherwise have no hash
+    RankingTaskFactory(project=project, import_hash="a" * 64)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankingTaskFactory(project=project, import_hash="a" * 64)
+
+
+def test_import_endpoint_reports_duplicates(api_client_for, project, make_member):
+    client = api_client_for(make_member(project, Role.MANAGER))
+    bodies = []
+    for _ in range(2):
+        upload = _file(HH_LINES)
+        upload.name = "hh.jsonl"
+        response = client.post("/api/ranking-tasks/import/",
+                               {"project": project.pk, "format": "hh-rlhf", "file": upload}, format="multipart")
+        assert response.status_code == 201
+        bodies.append(response.json())
+    assert bodies[0]["duplicates"] == {"count": 0, "lines": []} and bodies[0]["tasks_created"] == 2
+    assert bodies[1]["duplicates"] == {"count": 2, "lines": [1, 2]} and bodies[1]["tasks_created"] == 0
