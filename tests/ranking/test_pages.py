@@ -41,6 +41,29 @@ def test_rank_page_leases_and_shows_the_task_with_sanitised_markdown(client, pro
     assert 'name="score-' in html
 
 
+def _shown_task_id(response) -> int:
+    html = response.content.decode()
+    return json.loads(html.split('<script id="ranking-config" type="application/json">')[1].split("</script>")[0])[
+        "taskId"
+    ]
+
+
+def test_reloading_the_rank_page_shows_the_held_task_and_never_takes_a_second_lease(client, project, make_member):
+    project.rankings_per_task = 3
+    project.save()
+    RankingTaskFactory.create_batch(2, project=project)
+    labeler = make_member(project)
+    _logged_in(client, labeler)
+    first = _shown_task_id(client.get(f"/projects/{project.pk}/rank/"))
+    # a task nearer completion appears meanwhile: a fresh lease would go to it, a reload must not
+    nearer = RankingTaskFactory(project=project)
+    for other in (make_member(project), make_member(project)):
+        ranking_submit(task=nearer, labeler=other, order=[[i] for i in response_ids(nearer)])
+    for _ in range(3):
+        assert _shown_task_id(client.get(f"/projects/{project.pk}/rank/")) == first
+    assert list(Lease.objects.filter(labeler=labeler).values_list("task_id", flat=True)) == [first]
+
+
 def test_rank_page_says_when_nothing_is_left(client, project, make_member):
     response = _logged_in(client, make_member(project)).get(f"/projects/{project.pk}/rank/")
     assert response.status_code == 200 and "Nothing left to rank for you" in response.content.decode()
