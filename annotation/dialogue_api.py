@@ -15,7 +15,6 @@ from annotation.dialogue_selectors import (
     dialogue_review_queue,
     prompt_list_for_user,
     review_latest_rejection,
-    user_can_export,
 )
 from annotation.dialogue_services import (
     TurnData,
@@ -38,7 +37,7 @@ from annotation.models import (
     Role,
     TurnRole,
 )
-from annotation.selectors import project_get_for_user
+from annotation.selectors import project_get_for_user, user_manages_project_data
 from config.ids import parse_object_id
 
 PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project (id).")
@@ -398,7 +397,7 @@ class ProjectSftExportApi(APIView):
     )
     def get(self, request, project_id: int):
         project = project_get_for_user(user=request.user, project_id=project_id)
-        if not user_can_export(user=request.user, project=project):
+        if not user_manages_project_data(user=request.user, project=project):
             raise Http404("No such project.")
         export = sft_export_prepare(project=project)
         response = StreamingHttpResponse(export.lines(), content_type="application/jsonl; charset=utf-8")

@@ -15,7 +15,6 @@ from annotation.models import (
     ReviewDecision,
     Role,
 )
-from annotation.selectors import user_can_use_training_api, user_has_role
 from config.ids import parse_object_id
 
 # A draft is private to its author; reviewers see the rest of the life cycle.
@@ -143,12 +142,3 @@ def project_demonstration_figures(*, project: Project) -> dict:
         "prompts_open": prompts.filter(taken__lt=project.demonstrations_per_prompt).count(),
         "by_status": {status: by_status.get(status, 0) for status in DialogueStatus.values},
     }
-
-
-def user_can_export(*, user: AbstractBaseUser, project: Project) -> bool:
-    """Managers of the project, and ML engineers who belong to it, may export its data."""
-    if user_has_role(user=user, project=project, role=Role.MANAGER):
-        return True
-    return user_can_use_training_api(user=user) and user_has_role(
-        user=user, project=project, role=Role.LABELER
-    )

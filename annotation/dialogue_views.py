@@ -18,7 +18,6 @@ from annotation.dialogue_selectors import (
     project_demonstration_figures,
     review_current_round,
     review_latest_rejection,
-    user_can_export,
 )
 from annotation.dialogue_services import (
     TurnData,
@@ -29,7 +28,13 @@ from annotation.dialogue_services import (
 )
 from annotation.importers import FORMATS, ImportLineError, project_import
 from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
-from annotation.selectors import membership_get, project_get_for_user, project_list_for_user, user_has_role
+from annotation.selectors import (
+    membership_get,
+    project_get_for_user,
+    project_list_for_user,
+    user_has_role,
+    user_manages_project_data,
+)
 from config.exceptions import ApplicationError
 from config.ids import parse_object_id
 
@@ -248,7 +253,7 @@ def project_data(request, project_id: int):
     """Managers import prompts or demonstrations and download exports."""
     project = project_get_for_user(user=request.user, project_id=project_id)
     is_manager = user_has_role(user=request.user, project=project, role=Role.MANAGER)
-    can_export = user_can_export(user=request.user, project=project)
+    can_export = user_manages_project_data(user=request.user, project=project)
     if not (is_manager or can_export):
         raise Http404("No such project.")
     report, error, status_code = None, None, 200

@@ -58,5 +58,13 @@ def project_members(*, project: Project) -> QuerySet[Membership]:
     return project.memberships.select_related("user").order_by("user__username")
 
 
+def user_manages_project_data(*, user: AbstractBaseUser, project: Project) -> bool:
+    """Managers of the project, and ML engineers who belong to it: export data, create ranking tasks."""
+    membership = membership_get(user=user, project=project)
+    if membership is None:
+        return False
+    return membership.has_role(Role.MANAGER) or user_can_use_training_api(user=user)
+
+
 def user_can_use_training_api(*, user: AbstractBaseUser) -> bool:
     return bool(user.is_authenticated and user.has_perm("annotation.use_training_api"))

@@ -12,7 +12,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.models import Prompt, Role
-from annotation.selectors import project_get_for_user, user_has_role
+from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
 from config.exceptions import ApplicationError
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskStatus
 from ranking.selectors import (
@@ -26,7 +26,6 @@ from ranking.selectors import (
     ranking_task_list,
     rankings_by_task,
     responses_in_shown_order,
-    user_may_manage_tasks,
     user_sees_task_internals,
 )
 from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, hh_rlhf_pairs, jsonl_lines, preference_pairs
@@ -186,7 +185,7 @@ def _project_id_param(request) -> str:
 
 
 def _require_manager_or_ml_engineer(*, user, project) -> None:
-    if not user_may_manage_tasks(user=user, project=project):
+    if not user_manages_project_data(user=user, project=project):
         raise Http404("No such project.")  # a role too low answers like a foreign project
 
 

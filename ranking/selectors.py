@@ -39,14 +39,6 @@ def ranking_task_get_for_user(*, user: AbstractBaseUser, task_id: int | str) -> 
     return task
 
 
-def user_may_manage_tasks(*, user: AbstractBaseUser, project: Project) -> bool:
-    """Managers of the project and ML engineers who belong to it create tasks and read exports."""
-    membership = membership_get(user=user, project=project)
-    if membership is None:
-        return False
-    return membership.has_role(Role.MANAGER) or user_can_use_training_api(user=user)
-
-
 def user_sees_task_internals(*, user: AbstractBaseUser, project: Project) -> bool:
     """Reviewers and up, and ML engineers, see consensus, gold and everyone's rankings; labelers don't."""
     membership = membership_get(user=user, project=project)

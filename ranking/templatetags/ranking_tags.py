@@ -3,8 +3,8 @@
 from django import template
 
 from annotation.models import Role
-from annotation.selectors import user_has_role
-from ranking.selectors import ranking_tasks_waiting_count, user_may_manage_tasks
+from annotation.selectors import user_has_role, user_manages_project_data
+from ranking.selectors import ranking_tasks_waiting_count
 
 register = template.Library()
 
@@ -18,7 +18,7 @@ def ranking_waiting(project, user) -> int:
 @register.simple_tag
 def ranking_can_manage(project, user) -> bool:
     """Managers and ML engineers of the project: export preferences."""
-    return user_may_manage_tasks(user=user, project=project)
+    return user_manages_project_data(user=user, project=project)
 
 
 @register.simple_tag
