@@ -5,7 +5,8 @@
     python3 bench/engine_commands.py --tiny --out /tmp/engine_commands.json  # CPU dry run
 
 `--compile` first runs each task with the config's `torch_compile: true` (runs `sft_compiled`,
-`reward_compiled`), then uncompiled as before; `--packing` adds `sft_packed` (`packing: true`, one
+`reward_compiled`), then uncompiled as before; `--batch-factor N` adds compiled runs with N times
+the micro-batch (`sft_compiled_xN`, `reward_compiled_xN`), last; `--packing` adds `sft_packed` (`packing: true`, one
 packed row per micro-batch, the same rows per optimizer step through gradient accumulation;
 compiled too under --compile). `--deadline` keeps the whole script inside one device call: each
 command's timeout is cut to what is left, and the JSON is rewritten after every command.
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -136,12 +138,21 @@ def write_reward_data(path: Path, tokenizer, words, *, pairs: int, seq: int) -> 
     return seq
 
 
-def run_command(task: str, run_dir: Path, *, timeout: float, compiled: bool = False) -> dict:
-    """Run `python -m training.engine TASK --run-dir RUN_DIR`; return its exit code and wall times."""
+def run_command(task: str, run_dir: Path, *, timeout: float, compiled: bool = False, gpus: int = 1) -> dict:
+    """Run `python -m training.engine TASK --run-dir RUN_DIR` (under torchrun for several GPUs).
+
+    Return its exit code and wall times."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # NVLink multicast (NVLS) is off on the lent machines' NCCL (the device tool's KINDS.md)
+    env.update(NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1")
     if compiled:
         env.setdefault("TORCH_LOGS", "recompiles")  # a recompile inside the timed steps shows in the log
-    command = [sys.executable, "-m", "training.engine", task, "--run-dir", str(run_dir)]
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus)]
+        if gpus > 1
+        else [sys.executable]
+    )
+    command = [*launcher, "-m", "training.engine", task, "--run-dir", str(run_dir)]
     print("===", " ".join(command), flush=True)
     start = time.time()
     try:
@@ -153,7 +164,7 @@ def run_command(task: str, run_dir: Path, *, timeout: float, compiled: bool = Fa
 
 
 def step_figures(
-    run_dir: Path, *, warmup: int, tokens_per_step: int, flops: float, flops_palm: float
+    run_dir: Path, *, warmup: int, tokens_per_step: int, flops: float, flops_palm: float, gpus: int = 1
 ) -> dict:
     """Per-step times from metrics.jsonl stamps, then tokens/s and MFU over the steps after warm-up."""
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -173,7 +184,7 @@ def step_figures(
     median = statistics.median(diffs)
     window = times[order[-1]] - times[warmup]
     mean = window / (order[-1] - warmup)
-    peak = common.DATASHEET_PEAK_TFLOPS * 1e12
+    peak = common.DATASHEET_PEAK_TFLOPS * 1e12 * gpus  # MFU per GPU
     return {
         "steps_logged": len(order),
         "warmup_steps_skipped": warmup,
@@ -184,7 +195,8 @@ def step_figures(
         "tokens_per_s": tokens_per_step / median,
         "tokens_per_s_mean": tokens_per_step / mean,
         "model_flops_per_token": flops,
-        "model_tflops": flops * tokens_per_step / median / 1e12,
+        "gpus": gpus,
+        "model_tflops": flops * tokens_per_step / median / 1e12 / gpus,  # per GPU
         "mfu_datasheet": flops * tokens_per_step / median / peak,
         "mfu_datasheet_mean": flops * tokens_per_step / mean / peak,
         "mfu_datasheet_palm_attention": flops_palm * tokens_per_step / median / peak,
@@ -219,6 +231,19 @@ def main() -> None:
         "--compile", action="store_true", help="also run each task with torch_compile: true (first)"
     )
     parser.add_argument("--packing", action="store_true", help="also run sft with packing: true")
+    parser.add_argument(
+        "--batch-factor",
+        type=int,
+        default=0,
+        help="with --compile: also run each task compiled with this many times the micro-batch, last",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="above 1: also run each task compiled under torchrun on this many GPUs (the same micro-batch per GPU)",
+    )
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the uncompiled runs")
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--sft-batch", type=int, default=16, help="sequences per step")
     parser.add_argument("--reward-batch", type=int, default=8, help="pairs per step")
@@ -286,7 +311,7 @@ def main() -> None:
 
     # (run name, task, config overrides): compiled runs first, so a deadline cuts the old rows, not the new
     runs = []
-    for compiled in ([True] if args.compile else []) + [False]:
+    for compiled in ([True] if args.compile else []) + ([] if args.skip_plain else [False]):
         suffix = "_compiled" if compiled else ""
         runs += [(task + suffix, task, {"torch_compile": True} if compiled else {}) for task in args.tasks]
     if args.packing and "sft" in args.tasks:
@@ -297,7 +322,27 @@ def main() -> None:
             1 if args.compile else 0, ("sft_packed", "sft", {**packed, "torch_compile": args.compile})
         )
 
+    if args.batch_factor > 1 and args.compile:
+        sizes = {"sft": args.sft_batch, "reward": args.reward_batch}
+        runs += [
+            (
+                f"{task}_compiled_x{args.batch_factor}",
+                task,
+                {"torch_compile": True, "batch": args.batch_factor * sizes[task]},
+            )
+            for task in args.tasks
+        ]
+
+    if args.gpus > 1:
+        runs += [
+            (f"{task}_compiled_{args.gpus}gpus", task, {"torch_compile": True, "gpus": args.gpus})
+            for task in args.tasks
+        ]
+
     for name, task, overrides in runs:
+        overrides = dict(overrides)
+        batch_override = overrides.pop("batch", None)
+        gpus = overrides.pop("gpus", 1)
         left = args.deadline - (time.time() - t0) - 15  # keep time for the matmul peak and the JSON
         compiled = overrides.get("torch_compile", False)
         timeout = min(args.compile_timeout if compiled else args.timeout, left)
@@ -306,28 +351,27 @@ def main() -> None:
             result[name] = {"skipped": "deadline"}
             continue
         run_dir = work / name
-        run_dir.mkdir(exist_ok=True)
-        for stale in ("metrics.jsonl", "result.json"):
-            (run_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's checkpoints would be resumed
+        run_dir.mkdir()
         if task == "sft":
-            batch = args.sft_batch
+            batch = batch_override or args.sft_batch
             length, scored = write_sft_data(
-                run_dir / "train.jsonl", tokenizer, words, rows=batch * args.steps, seq=args.seq
+                run_dir / "train.jsonl", tokenizer, words, rows=gpus * batch * args.steps, seq=args.seq
             )
-            tokens_per_step = batch * args.seq
+            tokens_per_step = gpus * batch * args.seq
             extra = {"per_device_batch_size": batch}
             lm_head = common.QWEN25_05B if not args.tiny else common.TINY
             lm_head_flops = 6 * lm_head["vocab_size"] * lm_head["hidden_size"]
         else:
-            batch = args.reward_batch
+            batch = batch_override or args.reward_batch
             length = write_reward_data(
-                run_dir / "pairs.jsonl", tokenizer, words, pairs=batch * args.steps, seq=args.seq
+                run_dir / "pairs.jsonl", tokenizer, words, pairs=gpus * batch * args.steps, seq=args.seq
             )
-            tokens_per_step = 2 * batch * args.seq
+            tokens_per_step = gpus * 2 * batch * args.seq
             extra = {"per_device_batch_size": batch}
         config = {**common_config, **extra, **overrides}
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        run = run_command(task, run_dir, timeout=timeout, compiled=compiled)
+        run = run_command(task, run_dir, timeout=timeout, compiled=compiled, gpus=gpus)
         if task == "sft":
             # TRL's fused head skips unlabelled positions (prompt, role header); the standalone count
             # charges the LM head to every token: this is the count with the positions actually scored
@@ -344,6 +388,7 @@ def main() -> None:
                 tokens_per_step=tokens_per_step,
                 flops=flops[task][0],
                 flops_palm=flops[task][1],
+                gpus=gpus,
             )
             figures["first_step_s_after_start"] = figures.pop("first_step_time") - run["started_at"]
             entry.update(figures)
@@ -352,7 +397,7 @@ def main() -> None:
                     entry["model_flops_per_token_scored_positions"]
                     * tokens_per_step
                     / entry["step_time"]["median_s"]
-                    / (common.DATASHEET_PEAK_TFLOPS * 1e12)
+                    / (common.DATASHEET_PEAK_TFLOPS * 1e12 * gpus)
                 )
             base = standalone(task)
             if base is not None:
@@ -374,6 +419,12 @@ def main() -> None:
         plain = result.get(name.split("_")[0], {})
         if name != name.split("_")[0] and "tokens_per_s" in result[name] and "tokens_per_s" in plain:
             result[name]["ratio_to_plain_command"] = result[name]["tokens_per_s"] / plain["tokens_per_s"]
+    for name in names:  # weak scaling: N GPUs against one, the same micro-batch per GPU, same call
+        one = result.get(name.rsplit("_", 1)[0], {})
+        if name.endswith("gpus") and "tokens_per_s" in result[name] and "tokens_per_s" in one:
+            result[name]["scaling_efficiency"] = result[name]["tokens_per_s"] / (
+                args.gpus * one["tokens_per_s"]
+            )
     if cuda and not args.tiny:
         peak = common.measured_matmul_tflops(torch.device("cuda"))
         result["measured_matmul_tflops"] = peak

@@ -2,6 +2,7 @@
 # Run the GPU benchmarks and write JSON + logs to $OUT (the device tool's output folder) or /tmp/bench-out.
 #   bash bench/run_gpu.sh sft reward eager   # one H200: SFT and reward throughput / MFU
 #   bash bench/run_gpu.sh rollout            # one H200: rollout vs model.generate, PPO step time split
+#   bash bench/run_gpu.sh ppo_compile        # one H200: PPO eager vs torch_compile, then `sample`
 #   bash bench/run_gpu.sh x2                 # two H200s: reward and PPO under torchrun --nproc_per_node 2
 # Each benchmark is its own process with its own time limit, so one failure does not hide the rest.
 set -u
@@ -44,6 +45,17 @@ case "$part" in
     step ppo 200 python3 -m training.engine ppo --run-dir $PPO_DIR
     step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 1 --out "$OUT/ppo_1gpu.json"
     ;;
+  ppo_compile)  # PPO eager and with torch_compile (the decoder layers) in one call, then `sample`
+    step ppo_setup 60 python3 bench/ppo_setup.py --run-dir $PPO_DIR
+    step ppo 150 python3 -m training.engine ppo --run-dir $PPO_DIR
+    step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 1 --out "$OUT/ppo_1gpu.json"
+    step ppo_setup_compiled 60 python3 bench/ppo_setup.py --run-dir ${PPO_DIR}-compiled --compile
+    TORCH_LOGS=recompiles step ppo_compiled 200 python3 -m training.engine ppo --run-dir ${PPO_DIR}-compiled
+    step ppo_summary_compiled 30 python3 bench/ppo_summary.py --run-dir ${PPO_DIR}-compiled --gpus 1 \
+      --out "$OUT/ppo_1gpu_compiled.json"
+    step sample 120 python3 bench/sample_check.py --policy $PPO_DIR/policy --prompts $PPO_DIR/prompts.jsonl \
+      --out "$OUT/sample.json"
+    ;;
   x2)
     nvidia-smi --query-gpu=name --format=csv
     step reward_x2 240 torchrun --nproc_per_node 2 bench/train_throughput.py --task reward --micro-batch 8 \
@@ -53,6 +65,6 @@ case "$part" in
     step ppo_summary 30 python3 bench/ppo_summary.py --run-dir $PPO_DIR --gpus 2 --out "$OUT/ppo_2gpu.json"
     step sft_mb32 120 python3 bench/train_throughput.py --task sft --micro-batch 32 --out "$OUT/sft_mb32.json"
     ;;
-  *) echo "usage: $0 PART... (sft reward eager rollout x2)"; exit 2 ;;
+  *) echo "usage: $0 PART... (sft reward eager rollout ppo_compile x2)"; exit 2 ;;
 esac
 done

@@ -1,4 +1,4 @@
-"""`torch_compile` (sft, reward, dpo) and sft's `packing`: what reaches TRL, and that packing keeps the loss right."""
+"""`torch_compile` (regional: the decoder layers) and sft's `packing`: what reaches TRL, and that packing keeps the loss right."""
 
 import json
 from collections import Counter
@@ -10,6 +10,7 @@ from tests.engine.helpers import read_jsonl, write_config, write_jsonl
 from training.engine import dpo, ppo, reward, sft
 from training.engine.config import config_from_dict
 from training.engine.errors import EngineError
+from training.engine.hf import compile_decoder_layers
 from training.engine.run_dir import RunDir
 
 DIALOGUES = [
@@ -30,19 +31,47 @@ PAIR = {
 }
 
 
-@pytest.mark.parametrize("torch_compile", [False, True])
 @pytest.mark.parametrize("command", [sft, reward, dpo])
-def test_torch_compile_reaches_the_training_arguments(command, torch_compile, tiny_model, tmp_path):
+def test_the_trainer_never_compiles_the_whole_model(command, tiny_model, tmp_path):
     run = write_config(tmp_path / "run")
     write_jsonl(run / "train.jsonl", [{"messages": dialogue} for dialogue in DIALOGUES])
     write_jsonl(run / "pairs.jsonl", [{**PAIR, "group": f"g{i}"} for i in range(4)])
-    config = command.Config(model_path=str(tiny_model), max_steps=1, torch_compile=torch_compile)
+    config = command.Config(model_path=str(tiny_model), max_steps=1, torch_compile=True)
 
-    trainer = command.build_trainer(config, RunDir(run), callbacks=[])  # builds, does not train or compile
+    trainer = command.build_trainer(config, RunDir(run), callbacks=[])
 
-    assert trainer.args.torch_compile is torch_compile
-    assert trainer.args.torch_compile_backend == ("inductor" if torch_compile else None)
-    assert trainer.args.torch_compile_mode is None  # inductor's default mode
+    # torch_compile is ours (hf.compile_decoder_layers, once the trainer is built), not accelerate's
+    assert trainer.args.torch_compile is False
+
+
+def test_compiled_decoder_layers_share_one_graph_skip_the_mask_and_match_eager(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    eager = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    masks_seen = []
+    for layer in model.model.layers:
+        layer.register_forward_pre_hook(
+            lambda module, args, kwargs: masks_seen.append(kwargs.get("attention_mask")), with_kwargs=True
+        )
+    ids = torch.randint(3, model.config.vocab_size, (2, 24))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+    assert compile_decoder_layers(model) == model.config.num_hidden_layers >= 2
+    with torch.no_grad():
+        # as in training: no KV cache (a cache's state would be guarded, a graph per layer)
+        compiled_logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+        eager_logits = eager(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+
+    # one layer traced, the others reuse its graph: the compile costs one layer whatever the depth
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    # the mask is built outside the compiled layers, so an unpadded batch reaches SDPA with none
+    # (is_causal: the flash kernel on GPU); the whole-model compile would trace a full mask instead
+    assert masks_seen == [None] * model.config.num_hidden_layers
+    torch.testing.assert_close(compiled_logits, eager_logits, atol=1e-4, rtol=1e-4)
+    assert set(model.state_dict()) == set(eager.state_dict())  # checkpoints see the plain model
+    torch._dynamo.reset()
 
 
 def test_ppo_reads_the_shared_torch_compile_and_no_other_name():
@@ -54,7 +83,7 @@ def test_ppo_reads_the_shared_torch_compile_and_no_other_name():
 
 
 def test_compiled_sft_trains(tiny_model, tmp_path):
-    """One tiny compiled run (about 15 s on CPU): the Trainer really compiles, and the run succeeds."""
+    """One tiny compiled run on CPU: the decoder layers really compile, and the run succeeds."""
     import torch._dynamo
 
     run = write_config(

@@ -59,11 +59,10 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between lines in metrics.jsonl
     bf16: bool = False  # bfloat16 autocast (GPU); CPU runs and tests keep float32
     gradient_checkpointing: bool = False  # trade compute for memory on long sequences
-    # torch.compile the model (TorchInductor, through the HF Trainer; sft, reward, dpo): on a GPU the
-    # steps run faster once compiled (bench/RESULTS.md), but the first step, and each later step whose
-    # batch has a new shape (until the compiler goes dynamic), pays a compile of tens of seconds to a
-    # minute or two. Meant for GPU runs of many steps; on CPU it compiles slowly and gains little.
-    # ppo compiles its four decoders with it (after the rollout sampler's copy).
+    # torch.compile each decoder layer (TorchInductor; sft, reward, dpo and ppo; see
+    # hf.compile_decoder_layers): on a GPU the steps run faster once compiled (bench/RESULTS.md); the
+    # first step, and a later one whose batch has a new shape (until the compiler goes dynamic), pays
+    # a compile of one layer, seconds to tens of seconds. Meant for GPU runs; on CPU it gains little.
     torch_compile: bool = False
     lora: LoraConfig | None = None  # null: train all weights; an object: train LoRA adapters (see LoraConfig)
 

@@ -3,6 +3,7 @@
 - `trainer_arguments`: the TrainingArguments every TRL config shares, from our TrainConfig.
 - `RunFolderCallback`: writes metrics.jsonl, turns SIGTERM into "save a checkpoint and stop", and
   marks each HF checkpoint complete once the Trainer has written all of it.
+- `compile_decoder_layers`: the engine's `torch_compile` (regional: each decoder layer, in place).
 - `resume_checkpoint`, `lora_config`, `save_final_model`.
 """
 
@@ -46,9 +47,9 @@ def trainer_arguments(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "max_length": config.max_length,
         "bf16": config.bf16,  # TRL would default to True; CPU runs stay float32
         "gradient_checkpointing": config.gradient_checkpointing,
-        # accelerate wraps the model in torch.compile (inductor, default mode); the Trainer keeps the
-        # uncompiled module as trainer.model, so evaluation helpers and save_pretrained see plain weights
-        "torch_compile": config.torch_compile,
+        # never the Trainer's whole-model compile: build_trainer compiles the decoder layers instead
+        # (compile_decoder_layers says why)
+        "torch_compile": False,
         "logging_strategy": "steps",
         "logging_steps": config.log_every,
         "save_strategy": "steps",
@@ -63,6 +64,29 @@ def trainer_arguments(config: TrainConfig, run_dir: RunDir) -> dict[str, Any]:
         "use_cpu": not torch.cuda.is_available(),  # also makes torchrun on CPU (gloo) real DDP
         "ddp_find_unused_parameters": False,
     }
+
+
+def compile_decoder_layers(model) -> int:
+    """torch.compile every decoder layer of `model` in place (inductor, default mode); return how many.
+
+    Regional compilation rather than the whole model: the layers share one class and shape, so one
+    layer's graph is traced once and reused by all of them (a compile of seconds, not minutes); the
+    attention mask is built outside the compiled code, where transformers can see that an unpadded
+    batch needs none and hand SDPA `is_causal` (its flash kernel), which it never does while tracing;
+    and TRL's fused LM head (a Triton kernel on GPU) stays as it is. Weights and state-dict keys are
+    untouched, so checkpoints, LoRA and save_pretrained see the plain model.
+    """
+    import torch._dynamo
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    # one code object serves every layer of every model compiled here (PPO's four): each grad mode,
+    # with and without a mask, static then dynamic shapes is a graph of its own, and past dynamo's
+    # default of 8 it would quietly run the layers eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.compile()
+    return len(layers)
 
 
 def resume_checkpoint(run_dir: RunDir) -> Path | None:
@@ -144,6 +168,10 @@ def train_in_run_folder(
     metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
     callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
     trainer = build_trainer(config, run_dir, callbacks=[callback])
+    if config.torch_compile:  # after the trainer is built: peft has wrapped the model, DPO loaded its reference
+        for model in (trainer.model, getattr(trainer, "ref_model", None)):
+            if model is not None:
+                compile_decoder_layers(model)
 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     resumed_from = str(checkpoint) if checkpoint else None

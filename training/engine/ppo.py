@@ -36,6 +36,7 @@ from training.engine import ppo_losses as L
 from training.engine.config import TrainConfig, require, save_config
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
+from training.engine.hf import compile_decoder_layers
 from training.engine.rollout import RolloutEngine, SamplingParams, plain_generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
 from training.engine.sampling import eos_token_ids
@@ -135,6 +136,7 @@ class PolicyAndCritic(nn.Module):
             attention_mask=attention_mask,
             position_ids=position_ids,
             logits_to_keep=response_len + 1,
+            use_cache=False,  # scoring and training: a KV cache would only cost memory (and retraces)
         ).logits[:, :-1]
         values = token_values(self.critic, input_ids, attention_mask, position_ids)[:, -response_len - 1 : -1]
         return logits, values
@@ -142,7 +144,9 @@ class PolicyAndCritic(nn.Module):
 
 def token_values(model: nn.Module, input_ids, attention_mask, position_ids) -> torch.Tensor:
     """Apply a sequence classifier's score head at every position: [B, T] (critic and reward model)."""
-    hidden = _backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    hidden = _backbone(model)(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    )
     return _base(model).score(hidden.last_hidden_state).squeeze(-1).float()
 
 
@@ -335,10 +339,10 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
     sampler = unwrapped
     if cfg.bf16:
         sampler = copy.deepcopy(unwrapped).to(torch.bfloat16).requires_grad_(False)
-    if cfg.torch_compile:  # the four decoders; after the sampler copy: the rollout engine runs the layers itself, uncompiled
+    if cfg.torch_compile:  # the four networks; after the sampler copy: the rollout engine runs the layers itself, uncompiled
         for network in (policy, critic, reference, reward_model):
             if network is not None:
-                _backbone(network).compile()
+                compile_decoder_layers(network)
     total_len = cfg.max_prompt_length + cfg.max_new_tokens
     engine = None
     if cfg.fast_rollout and supports_fast_path(sampler, total_len):
@@ -361,7 +365,9 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
         if engine is not None:
             responses = engine.generate(prompt_ids, prompt_mask, params, **gen)
         else:
-            responses = plain_generate(sampler, prompt_ids, prompt_mask, params, **gen)
+            # model.generate's KV cache would make the compiled layers retrace per layer: run it eager
+            with torch.compiler.set_stance("force_eager") if cfg.torch_compile else contextlib.nullcontext():
+                responses = plain_generate(sampler, prompt_ids, prompt_mask, params, **gen)
         t_generate = timer.lap()
 
         # 2. score
@@ -447,11 +453,15 @@ def score_rollout(
             if reference is None:  # LoRA: the reference is the policy without its adapters
                 with unwrapped.policy.disable_adapter():
                     ref_logits = unwrapped.policy(
-                        input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=width + 1
+                        input_ids=ids,
+                        attention_mask=att,
+                        position_ids=pos,
+                        logits_to_keep=width + 1,
+                        use_cache=False,
                     ).logits[:, :-1]
             else:
                 ref_logits = reference(
-                    input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=width + 1
+                    input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=width + 1, use_cache=False
                 ).logits[:, :-1]
             ref_logprobs.append(L.logprobs_of(ref_logits / cfg.temperature, resp))
             del ref_logits
