@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.engine.helpers import REPO_ROOT, read_jsonl, run_engine_cli, write_config, write_jsonl
 from training.engine.checkpoint import COMPLETE_MARKER
 
@@ -98,3 +100,21 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_from_the_newest_complete
     assert not half_written.exists()
     steps = [line["step"] for line in read_jsonl(tmp_path / "metrics.jsonl")]
     assert steps == list(range(1, 201))  # nothing lost, nothing logged twice
+
+
+@pytest.mark.parametrize(
+    ("environ", "visible"),
+    [
+        ({}, "0"),  # several GPUs would make the HF Trainer use nn.DataParallel, which TRL refuses
+        ({"CUDA_VISIBLE_DEVICES": "2,3"}, "2"),  # the first of those the scheduler gave us
+        ({"CUDA_VISIBLE_DEVICES": "1"}, "1"),
+        ({"CUDA_VISIBLE_DEVICES": ""}, ""),  # no GPU stays no GPU
+        ({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "0,1"}, "0,1"),  # torchrun: each rank picks its own
+    ],
+)
+def test_a_process_outside_torchrun_sees_one_gpu(environ, visible):
+    from training.engine.__main__ import one_gpu_outside_torchrun
+
+    environ = dict(environ)
+    one_gpu_outside_torchrun(environ)
+    assert environ["CUDA_VISIBLE_DEVICES"] == visible

@@ -3,6 +3,7 @@
 Exit codes: 0 when the command succeeded or was stopped by SIGTERM after saving a checkpoint
 (result.json says which), 2 on bad config or data (one message on stderr and in result.json),
 1 on a crash (traceback on stderr). Under torchrun every rank runs this; rank 0 writes the files.
+Run alone, the process uses one GPU (the first visible); several GPUs need torchrun.
 """
 
 from __future__ import annotations
@@ -63,5 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def one_gpu_outside_torchrun(environ=os.environ) -> None:
+    """Outside torchrun, let this process see one GPU (the first visible), never several.
+
+    With several GPUs visible to one process, the HF Trainer wraps the model in nn.DataParallel,
+    which TRL refuses (sft, reward and dpo would fail on any multi-GPU node), and ppo and sample use
+    one device anyway. Several GPUs train through torchrun, one process each. Must run before CUDA
+    is initialised.
+    """
+    if "LOCAL_RANK" in environ:
+        return
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        environ["CUDA_VISIBLE_DEVICES"] = "0"
+    elif "," in visible:
+        environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0].strip()
+
+
 if __name__ == "__main__":
+    one_gpu_outside_torchrun()
     sys.exit(main())
