@@ -78,3 +78,24 @@ def test_rollout_runs_lora_adapters():
     assert not torch.equal(expected, without)
     engine = RolloutEngine(model, max_prompt_len=7)
     assert torch.equal(engine.generate(ids, mask, params, eos_token_ids=[], pad_token_id=0), expected)
+
+
+def test_the_generate_fallback_ignores_sampling_settings_saved_with_the_model():
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(Qwen2Config(tie_word_embeddings=True, **SHAPE)).eval()
+    ids, mask = left_padded_prompts()
+    greedy = SamplingParams(max_new_tokens=12, temperature=0)
+    plain_greedy = plain_generate(model, ids, mask, greedy, eos_token_ids=[], pad_token_id=0)
+    sample = SamplingParams(max_new_tokens=12, temperature=1.0)
+    torch.manual_seed(1)
+    plain_sampled = plain_generate(model, ids, mask, sample, eos_token_ids=[], pad_token_id=0)
+
+    # a checkpoint's generation_config.json may carry its own settings (Qwen2.5-Instruct ships
+    # repetition_penalty 1.05, top_k 20); generate would fill our unset fields from them
+    model.generation_config.repetition_penalty = 50.0
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 1
+
+    assert torch.equal(plain_generate(model, ids, mask, greedy, eos_token_ids=[], pad_token_id=0), plain_greedy)
+    torch.manual_seed(1)
+    assert torch.equal(plain_generate(model, ids, mask, sample, eos_token_ids=[], pad_token_id=0), plain_sampled)

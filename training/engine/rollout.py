@@ -294,10 +294,21 @@ def plain_generate(
     lm = model
     while hasattr(lm, "module"):  # DDP / accelerate wrappers; a peft model generates as itself
         lm = lm.module
-    sampling = {"do_sample": False}
-    if params.temperature > 0:
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_k": params.top_k or None}
-        sampling["top_p"] = params.top_p
+    # generate fills every setting we leave unset from the model's generation_config (a checkpoint's
+    # top_k, repetition_penalty…), so each one that shapes the distribution is set here, neutral
+    # unless SamplingParams asks for it: the fallback samples what the rollout engine samples
+    sampling = {
+        "do_sample": params.temperature > 0,
+        "temperature": params.temperature if params.temperature > 0 else 1.0,
+        "top_k": params.top_k or 0,
+        "top_p": params.top_p,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "epsilon_cutoff": 0.0,
+        "eta_cutoff": 0.0,
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+    }
     was_training = lm.training
     lm.eval()
     try:
