@@ -4,6 +4,7 @@ import pytest
 
 from training.engine.checkpoint import (
     COMPLETE_MARKER,
+    atomic_directory,
     checkpoint_path,
     complete_checkpoints,
     latest_checkpoint,
@@ -117,3 +118,20 @@ def test_a_kill_while_replacing_a_checkpoint_never_leaves_a_half_deleted_complet
 
     for folder in complete_checkpoints(tmp_path):
         assert (folder / "weights.bin").is_file(), folder
+
+
+def test_saving_a_folder_again_deletes_what_a_killed_save_of_it_left(tmp_path):
+    final = tmp_path / "model"
+    left_over = [tmp_path / ".tmp-model-4242", tmp_path / ".tmp-old-model-4243"]
+    for folder in left_over:
+        folder.mkdir()
+        (folder / "weights.bin").write_bytes(b"half")
+    unrelated = tmp_path / ".tmp-model2-4244"  # another folder's save: not ours to delete
+    unrelated.mkdir()
+
+    with atomic_directory(final) as folder:
+        (folder / "weights.bin").write_bytes(b"whole")
+
+    assert (final / "weights.bin").read_bytes() == b"whole"
+    assert not any(folder.exists() for folder in left_over)
+    assert unrelated.exists()

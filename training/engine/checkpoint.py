@@ -105,11 +105,14 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temp folder beside `final`; on success fsync it and rename it to `final`.
 
     An existing `final` is replaced. If the body raises, or the process dies, `final` is untouched
-    and only a temp folder is left behind.
+    and only a temp folder is left behind; the next save of `final` deletes it.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    # what a killed earlier save of this folder left: its temp copy, or the old copy it was replacing
+    for stale in (f"{_TEMP_PREFIX}{final.name}-*", f"{_TEMP_PREFIX}old-{final.name}-*"):
+        for path in final.parent.glob(stale):
+            shutil.rmtree(path, ignore_errors=True)
     temp = final.parent / f"{_TEMP_PREFIX}{final.name}-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:
         yield temp
