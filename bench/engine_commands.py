@@ -6,9 +6,9 @@
 
 `--compile` first runs each task with the config's `torch_compile: true` (runs `sft_compiled`,
 `reward_compiled`), then uncompiled as before; `--batch-factor N` adds compiled runs with N times
-the micro-batch (`sft_compiled_xN`, `reward_compiled_xN`), last; `--packing` adds `sft_packed` (`packing: true`, one
-packed row per micro-batch, the same rows per optimizer step through gradient accumulation;
-compiled too under --compile). `--deadline` keeps the whole script inside one device call: each
+the micro-batch (`sft_compiled_xN`, `reward_compiled_xN`), last; `--packing [N…]` adds `sft_packed` (`packing: true`,
+one packed row per micro-batch) or `sft_packed_bN` (N packed rows per micro-batch), the same rows
+per optimizer step through gradient accumulation; compiled too under --compile. `--deadline` keeps the whole script inside one device call: each
 command's timeout is cut to what is left, and the JSON is rewritten after every command.
 
 `bench/train_throughput.py` times a standalone training step (compiled decoder, fused loss); this
@@ -230,7 +230,12 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="also run each task with torch_compile: true (first)"
     )
-    parser.add_argument("--packing", action="store_true", help="also run sft with packing: true")
+    parser.add_argument(
+        "--packing",
+        type=int,
+        nargs="*",
+        help="also run sft with packing: true, with these many packed rows per micro-batch (none given: 1)",
+    )
     parser.add_argument(
         "--batch-factor",
         type=int,
@@ -314,13 +319,18 @@ def main() -> None:
     for compiled in ([True] if args.compile else []) + ([] if args.skip_plain else [False]):
         suffix = "_compiled" if compiled else ""
         runs += [(task + suffix, task, {"torch_compile": True} if compiled else {}) for task in args.tasks]
-    if args.packing and "sft" in args.tasks:
-        # one packed row of seq tokens per micro-batch: with SDPA a micro-batch's packed rows become
-        # one sequence with a full block-diagonal mask (see sft.Config.packing)
-        packed = {"packing": True, "per_device_batch_size": 1, "gradient_accumulation_steps": args.sft_batch}
-        runs.insert(
-            1 if args.compile else 0, ("sft_packed", "sft", {**packed, "torch_compile": args.compile})
-        )
+    if args.packing is not None and "sft" in args.tasks:
+        # packed rows of seq tokens per micro-batch, the same rows per optimizer step through gradient
+        # accumulation: with SDPA a micro-batch's packed rows become one sequence with a full
+        # block-diagonal mask (see sft.Config.packing)
+        for position, rows in enumerate(args.packing or [1], start=1 if args.compile else 0):
+            packed = {
+                "packing": True,
+                "per_device_batch_size": rows,
+                "gradient_accumulation_steps": max(1, args.sft_batch // rows),
+                "torch_compile": args.compile,
+            }
+            runs.insert(position, ("sft_packed" if rows == 1 else f"sft_packed_b{rows}", "sft", packed))
 
     if args.batch_factor > 1 and args.compile:
         sizes = {"sft": args.sft_batch, "reward": args.reward_batch}
@@ -355,10 +365,14 @@ def main() -> None:
         run_dir.mkdir()
         if task == "sft":
             batch = batch_override or args.sft_batch
-            length, scored = write_sft_data(
-                run_dir / "train.jsonl", tokenizer, words, rows=gpus * batch * args.steps, seq=args.seq
+            # rows per optimizer step and GPU: packed runs reach the same through gradient accumulation
+            step_rows = overrides.get("per_device_batch_size", batch) * overrides.get(
+                "gradient_accumulation_steps", 1
             )
-            tokens_per_step = gpus * batch * args.seq
+            length, scored = write_sft_data(
+                run_dir / "train.jsonl", tokenizer, words, rows=gpus * step_rows * args.steps, seq=args.seq
+            )
+            tokens_per_step = gpus * step_rows * args.seq
             extra = {"per_device_batch_size": batch}
             lm_head = common.QWEN25_05B if not args.tiny else common.TINY
             lm_head_flops = 6 * lm_head["vocab_size"] * lm_head["hidden_size"]

@@ -27,9 +27,9 @@ class Config(TrainConfig):
     # goes to padding; each dialogue still attends only to itself (position ids restart) and the loss
     # still covers assistant tokens only. per_device_batch_size then counts packed rows. A dialogue
     # longer than max_length is cut to it, as without packing. With the default SDPA attention the
-    # micro-batch's rows are joined into one sequence whose block-diagonal mask is built in full, so
-    # attention work grows with (per_device_batch_size * max_length)^2: keep per_device_batch_size
-    # small and raise gradient_accumulation_steps instead.
+    # micro-batch's rows are joined into one sequence whose block-diagonal mask is built in full:
+    # on an H200 that ran 3-6x slower per token than unpacked rows (bench/RESULTS.md), so it pays
+    # only when most unpacked tokens would be padding.
     packing: bool = False
 
     def __post_init__(self) -> None:
