@@ -28,7 +28,7 @@ class Config(TrainConfig):
     # still covers assistant tokens only. per_device_batch_size then counts packed rows. A dialogue
     # longer than max_length is cut to it, as without packing. With the default SDPA attention the
     # micro-batch's rows are joined into one sequence whose block-diagonal mask is built in full:
-    # on an H200 that ran 3-6x slower per token than unpacked rows (bench/RESULTS.md), so it pays
+    # on an H200 that ran 2.6-6x slower per token than unpacked rows (bench/RESULTS.md), so it pays
     # only when most unpacked tokens would be padding.
     packing: bool = False
 
