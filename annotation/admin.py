@@ -91,9 +91,16 @@ class GuidelineAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 # --- Demonstrations ----------------------------------------------------------------------------------------
 
 from django.contrib import messages  # noqa: E402
-from django.db.models import Count, OuterRef, Subquery  # noqa: E402
+from django.core.exceptions import ValidationError  # noqa: E402
+from django.db.models import Count, F, OuterRef, Subquery  # noqa: E402
+from django.forms.models import BaseInlineFormSet  # noqa: E402
 
-from annotation.dialogue_services import dialogue_decide_as_manager  # noqa: E402
+from annotation.dialogue_services import (  # noqa: E402
+    TurnData,
+    dialogue_decide_as_manager,
+    turns_check_complete,
+    turns_check_draft,
+)
 from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
 from config.exceptions import ApplicationError  # noqa: E402
 
@@ -134,8 +141,31 @@ class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"{queryset.update(is_active=True)} prompts activated.")
 
 
+class TurnInlineFormSet(BaseInlineFormSet):
+    """Turns edited in admin obey the editor's rules: a draft's (roles, limits, system first), and for a
+    dialogue that is submitted or accepted a complete conversation's (alternation, the assistant last,
+    the prompt first), so an admin edit can't put a dialogue into the SFT export that breaks training."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [form for form in self.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+        kept.sort(key=lambda form: form.cleaned_data["position"])
+        turns = [TurnData(role=form.cleaned_data["role"], content=form.cleaned_data["content"]) for form in kept]
+        dialogue = self.instance  # carries the status being saved with it
+        try:
+            if dialogue.status in DialogueStatus.editable():
+                turns_check_draft(turns=turns)
+            else:
+                turns_check_complete(turns=turns, prompt=dialogue.prompt)
+        except ApplicationError as exc:
+            raise ValidationError(f"Turns in order of position: {exc.message}") from exc
+
+
 class TurnInline(admin.TabularInline):
     model = Turn
+    formset = TurnInlineFormSet
     extra = 0
     fields = ["position", "role", "content"]
     ordering = ["position"]
@@ -186,6 +216,12 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     @admin.display(description="turns", ordering="n_turns")
     def turn_count(self, dialogue: Dialogue) -> int:
         return dialogue.n_turns
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if any(formset.model is Turn and formset.has_changed() for formset in formsets):
+            # an editor tab still open on the old turns now gets a conflict instead of overwriting these
+            Dialogue.objects.filter(pk=form.instance.pk).update(version=F("version") + 1)
 
     def _settle(self, request, queryset, decision: str, comment: str) -> None:
         done, refused = 0, []

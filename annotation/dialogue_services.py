@@ -91,7 +91,8 @@ def turns_check_complete(*, turns: list[TurnData], prompt: Prompt | None = None)
         expected = TurnRole.USER if index % 2 == 0 else TurnRole.ASSISTANT
         if turn.role != expected:
             raise ApplicationError(
-                f"turn {index + offset + 1} should be a {expected} turn: user and assistant turns alternate, "
+                f"turn {index + offset + 1} should be {'an' if expected == TurnRole.ASSISTANT else 'a'} "
+                f"{expected} turn: user and assistant turns alternate, "
                 "starting with the user."
             )
     if conversation[-1].role != TurnRole.ASSISTANT:

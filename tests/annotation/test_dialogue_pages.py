@@ -1,6 +1,7 @@
 """Pages of demonstrations (server-rendered), the admin and the import command."""
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,83 @@ def test_admin_bulk_accept_and_reject(project, make_member, staff_manager):
     assert [statuses[d.id] for d in waiting] == ["accepted", "accepted", "rejected"]
     assert statuses[draft.id] == "draft"
     assert Review.objects.filter(reviewer=staff_manager).count() == 3
+
+
+class _FormFields(HTMLParser):
+    """The values a browser would post from the admin change form (inputs, selects, textareas)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select = self._textarea = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
+            if attrs.get("type") != "checkbox" or "checked" in attrs:
+                self.fields[name] = attrs.get("value", "on" if attrs.get("type") == "checkbox" else "")
+        elif tag == "select" and name:
+            self._select = name
+            self.fields.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select] = attrs.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.fields[self._textarea] += data.removeprefix("\n")
+
+
+def admin_change_form(client, dialogue) -> dict[str, str]:
+    parser = _FormFields()
+    parser.feed(client.get(f"/admin/annotation/dialogue/{dialogue.id}/change/").content.decode())
+    return {name: value for name, value in parser.fields.items() if not name.startswith("_")}
+
+
+def test_admin_turn_edits_keep_the_editor_rules_and_bump_the_version(project, make_member, staff_manager):
+    author = make_member(project)
+    dialogue = dialogue_submit(dialogue=DialogueFactory(project=project, author=author), author=author)
+    dialogue_review(dialogue=dialogue, reviewer=staff_manager, decision="accept")
+    client = client_for(staff_manager)
+    url = f"/admin/annotation/dialogue/{dialogue.id}/change/"
+    answer = dialogue.turns.get(position=1).content
+    dialogue.refresh_from_db()
+    version = dialogue.version
+    data = admin_change_form(client, dialogue)
+    assert data["status"] == "accepted" and data["turns-TOTAL_FORMS"] == "2"
+
+    # an accepted dialogue whose answer is emptied would reach the SFT export: refused, nothing saved
+    refused = client.post(url, {**data, "turns-1-content": "   "})
+    assert refused.status_code == 200 and "turn 2 (assistant) is empty" in refused.content.decode()
+    # two user turns in a row
+    refused = client.post(url, {**data, "turns-1-role": "user"})
+    assert "turn 2 should be an assistant turn" in refused.content.decode()
+    dialogue.refresh_from_db()
+    assert dialogue.turns.get(position=1).content == answer
+    assert dialogue.version == version
+
+    # a fix of the answer's wording is saved, and an editor tab open on the old turns now conflicts
+    saved = client.post(url, {**data, "turns-1-content": "Paris is the capital of France."})
+    assert saved.status_code == 302
+    dialogue.refresh_from_db()
+    assert dialogue.turns.get(position=1).content == "Paris is the capital of France."
+    assert dialogue.version == version + 1
+
+    # a draft may be unfinished, but only the first turn may be a system turn
+    draft = DialogueFactory(project=project, author=author)
+    data = admin_change_form(client, draft)
+    assert client.post(f"/admin/annotation/dialogue/{draft.id}/change/", {**data, "turns-1-content": ""}).status_code == 302
+    refused = client.post(f"/admin/annotation/dialogue/{draft.id}/change/", {**data, "turns-1-role": "system"})
+    assert "only the first turn may be a system turn" in refused.content.decode()
 
 
 # --- command --------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ THREE_TURNS = turns((S, "Be brief."), (U, "Hi?"), (A, "Hello!"))
     [
         (turns((U, "Hi")), "The last turn must be the assistant's."),
         (turns((A, "Hello")), "turn 1 should be a user turn"),
-        (turns((U, "a"), (U, "b"), (A, "c")), "turn 2 should be a assistant turn"),
+        (turns((U, "a"), (U, "b"), (A, "c")), "turn 2 should be an assistant turn"),
         (turns((U, "Hi"), (A, "  ")), "turn 2 (assistant) is empty."),
         (turns((U, "Hi"), (S, "x"), (A, "y")), "only the first turn may be a system turn"),
         (turns((S, "only a system turn")), "Write at least one user turn"),
