@@ -19,7 +19,7 @@ from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Project
+from annotation.models import Membership, Project
 from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
 
 # Candidates tried per request before giving up: each is locked and recounted, so a few are plenty.
@@ -100,6 +100,11 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
     now = timezone.now()
     expires_at = now + timedelta(minutes=project.lease_minutes)
     with transaction.atomic():
+        # one lease decision per labeler and project at a time: several tabs opening the rank page at
+        # once wait here, then find the lease the first one took, instead of each taking a task
+        # (no ordering, so no join: FOR UPDATE would lock the joined project row, which submits lock too)
+        mine = Membership.objects.filter(project=project, user=labeler).order_by()
+        list(mine.select_for_update(of=("self",)).values_list("pk"))
         current = lease_active_get(project=project, labeler=labeler)
         if current is not None:
             current.expires_at = expires_at

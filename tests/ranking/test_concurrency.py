@@ -106,3 +106,17 @@ def test_the_same_submission_sent_twice_at_once_is_stored_once(project, make_mem
     results = _run_in_threads(submit, 8)
     assert len(set(results)) == 1
     assert Ranking.objects.count() == 1
+
+
+def test_one_labeler_opening_the_rank_page_in_several_tabs_at_once_holds_one_lease(project, make_member):
+    RankingTaskFactory.create_batch(5, project=project, answers=3)
+    labeler = make_member(project)
+    tabs = 6
+
+    def lease(index, barrier):
+        barrier.wait()
+        return ranking_task_lease_next(project=project, labeler=labeler).task_id
+
+    served = _run_in_threads(lease, tabs)
+    assert len(set(served)) == 1  # every tab shows the same task
+    assert Lease.objects.filter(labeler=labeler).count() == 1  # and no other task sits leased to nobody's use
