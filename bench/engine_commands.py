@@ -69,8 +69,7 @@ def build_model_folder(folder: Path, *, tiny: bool):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    # the commands load it back as the model type's class (Qwen2Tokenizer: digits split one by one),
-    # so count tokens with that one
+    # count tokens with the tokenizer the commands load (it tokenizes as the one built, see tiny.py)
     return AutoTokenizer.from_pretrained(folder), model
 
 

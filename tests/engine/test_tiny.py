@@ -38,3 +38,12 @@ def test_llama_shape_and_same_seed_gives_same_weights(tmp_path):
     assert model_a.config.model_type == "llama"
     for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_saved_tokenizer_tokenizes_like_the_one_built(tiny_model):
+    # a qwen2 folder reloads as Qwen2Tokenizer, which rebuilds its own pipeline around the vocabulary
+    built = tiny.build_tokenizer(vocab_size=tiny.Config().vocab_size)
+    loaded = AutoTokenizer.from_pretrained(tiny_model)
+    text = "In 2024 the café sold 365 cups\n\nof tea, didn't it?  Ünïcode ✓ 12:30"
+    assert loaded(text)["input_ids"] == built(text)["input_ids"]
+    assert loaded.decode(loaded(text)["input_ids"]) == text

@@ -91,13 +91,30 @@ def main(config: Config, run_dir: RunDir) -> Result:
     )
 
 
+# transformers' qwen2/tokenization_qwen2.py PRETOKENIZE_REGEX
+QWEN2_SPLIT_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
 def build_tokenizer(*, vocab_size: int):
-    """Train a byte-level BPE on CORPUS and wrap it as a transformers tokenizer with CHAT_TEMPLATE."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """Train a byte-level BPE on CORPUS and wrap it as a transformers tokenizer with CHAT_TEMPLATE.
+
+    The pipeline is Qwen2's (NFC, its split pattern with one token per digit, byte level): transformers
+    reloads a qwen2 model's tokenizer as Qwen2Tokenizer, which rebuilds that pipeline around the saved
+    vocabulary, so the tokenizer in hand and the one every command loads back tokenize alike.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
