@@ -102,6 +102,25 @@ def test_compiled_sft_trains(tiny_model, tmp_path):
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize(
+    ("command", "lora"),
+    [(dpo, None), (reward, {"r": 4, "alpha": 8})],  # DPO compiles its reference too; LoRA wraps the layers
+    ids=["dpo", "reward-lora"],
+)
+def test_compiled_runs_with_a_reference_model_or_lora_train(command, lora, tiny_model, tmp_path):
+    run = write_config(
+        tmp_path / "run", model_path=str(tiny_model), max_steps=2, log_every=1, torch_compile=True, lora=lora
+    )
+    write_jsonl(run / "pairs.jsonl", [{**PAIR, "group": f"g{i}"} for i in range(8)])
+    torch._dynamo.reset()
+
+    result = command.main(config_from_dict(command.Config, json.loads((run / "config.json").read_text())), RunDir(run))
+
+    assert result.status == "succeeded" and result.step == 2
+    assert (run / "model" / "config.json").exists()
+    torch._dynamo.reset()
+
+
 def _sft_trainer(tiny_model, run, *, packing: bool, batch: int = 2):
     config = sft.Config(
         model_path=str(tiny_model), max_steps=1, max_length=128, per_device_batch_size=batch, packing=packing
