@@ -1,50 +1,29 @@
 """Many labelers asking for the next prompt at the same instant, on PostgreSQL, each on its own connection."""
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from annotation.dialogue_services import prompt_lease_next
 from annotation.models import Dialogue, Role
 from tests.annotation.factories import PromptFactory
+from tests.concurrency import run_at_once
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def ask_all_at_once(project, users, *, rounds: int = 1) -> list[tuple[str, int | None, bool]]:
-    """Start one thread per labeler, release them together, and collect what each got."""
-    barrier = threading.Barrier(len(users))
-    results, errors = [], []
-    lock = threading.Lock()
+    """Release one thread per labeler together; collect (username, prompt leased, newly created) of each ask."""
 
-    def worker(user):
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(rounds):
-                result = prompt_lease_next(project=project, user=user)
-                with lock:
-                    results.append(
-                        (
-                            user.username,
-                            result.dialogue.prompt_id if result else None,
-                            bool(result and result.created),
-                        )
-                    )
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(repr(exc))
-        finally:
-            connection.close()  # each thread opened its own connection
+    def ask(user):
+        outcomes = []
+        for _ in range(rounds):
+            result = prompt_lease_next(project=project, user=user)
+            outcomes.append((user.username, result.dialogue.prompt_id if result else None, bool(result and result.created)))
+        return outcomes
 
-    threads = [threading.Thread(target=worker, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
-    return results
+    return [outcome for outcomes in run_at_once(ask, users) for outcome in outcomes]
 
 
 def test_simultaneous_requests_never_lease_a_prompt_beyond_its_target():

@@ -1,13 +1,11 @@
 """Reviewers deciding on the same submitted dialogue at the same instant, on PostgreSQL, each on its own connection."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from annotation.dialogue_services import TurnData, dialogue_create, dialogue_review, dialogue_submit
 from annotation.models import Dialogue, DialogueStatus, Review, ReviewDecision, Role
 from config.exceptions import ConflictError
+from tests.concurrency import run_at_once
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,43 +28,27 @@ def reviewers_of(project, count: int) -> list:
     return users
 
 
-def accept_all_at_once(dialogue, reviewers) -> tuple[list[tuple[int, int]], list[int], list[str]]:
-    """Release one thread per reviewer together; return (reviewer, review) recorded, reviewers refused, other errors."""
-    barrier = threading.Barrier(len(reviewers))
-    recorded, refused, errors = [], [], []
-    lock = threading.Lock()
+def accept_all_at_once(dialogue, reviewers) -> tuple[list[tuple[int, int]], list[int]]:
+    """Release one thread per reviewer together; return (reviewer, review) recorded and the reviewers refused."""
 
-    def worker(reviewer):
+    def accept(reviewer):
         try:
-            barrier.wait(timeout=30)
-            try:
-                review = dialogue_review(dialogue=dialogue, reviewer=reviewer, decision=ReviewDecision.ACCEPT)
-            except ConflictError:
-                with lock:
-                    refused.append(reviewer.pk)
-            else:
-                with lock:
-                    recorded.append((reviewer.pk, review.pk))
-        except Exception as exc:  # noqa: BLE001 - surfaced by the caller's assertion
-            errors.append(repr(exc))
-        finally:
-            connection.close()  # each thread opened its own connection
+            review = dialogue_review(dialogue=dialogue, reviewer=reviewer, decision=ReviewDecision.ACCEPT)
+        except ConflictError:
+            return reviewer.pk, None
+        return reviewer.pk, review.pk
 
-    threads = [threading.Thread(target=worker, args=(reviewer,)) for reviewer in reviewers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return recorded, refused, errors
+    outcomes = run_at_once(accept, reviewers)  # any other error fails the test there
+    recorded = [(reviewer, review) for reviewer, review in outcomes if review is not None]
+    return recorded, [reviewer for reviewer, review in outcomes if review is None]
 
 
 def test_reviewers_accepting_at_once_accept_the_dialogue_once_with_exactly_the_required_reviews():
     dialogue = submitted_dialogue(accepts_required=2)
     reviewers = reviewers_of(dialogue.project, 6)
 
-    recorded, refused, errors = accept_all_at_once(dialogue, reviewers)
+    recorded, refused = accept_all_at_once(dialogue, reviewers)
 
-    assert errors == []
     assert len(recorded) == 2 and len(refused) == 4  # the late ones are told it is no longer waiting
     stored = set(Review.objects.filter(dialogue=dialogue).values_list("reviewer_id", "pk"))
     assert stored == set(recorded)  # every acknowledged review is stored, none doubled, no other
@@ -82,9 +64,8 @@ def test_one_reviewer_clicking_accept_many_times_at_once_counts_once():
     dialogue = submitted_dialogue(accepts_required=2)
     [reviewer] = reviewers_of(dialogue.project, 1)
 
-    recorded, refused, errors = accept_all_at_once(dialogue, [reviewer] * 5)
+    recorded, refused = accept_all_at_once(dialogue, [reviewer] * 5)
 
-    assert errors == []
     assert len(recorded) == 1 and len(refused) == 4  # "you already reviewed this submission"
     assert Review.objects.filter(dialogue=dialogue).count() == 1
     after = Dialogue.objects.get(pk=dialogue.pk)

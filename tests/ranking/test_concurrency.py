@@ -1,43 +1,19 @@
 """Many labelers at once on PostgreSQL: no task is over-assigned and no acknowledged ranking is lost or doubled."""
 
-import threading
 import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from ranking.models import Lease, Ranking
 from ranking.services.leasing import ranking_task_lease_next
 from ranking.services.rankings import ranking_submit
+from tests.concurrency import run_at_once
 from tests.ranking.factories import RankingTaskFactory, response_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LABELERS = 24
-
-
-def _run_in_threads(target, count: int) -> list:
-    """Run target(index, barrier) in ``count`` threads, each on its own database connection; return results."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index):
-        try:
-            results[index] = target(index, barrier)
-        except BaseException as error:  # reported below, with the thread's traceback lost otherwise
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def test_simultaneous_leases_never_exceed_rankings_per_task(project, make_member):
@@ -46,12 +22,11 @@ def test_simultaneous_leases_never_exceed_rankings_per_task(project, make_member
     tasks = RankingTaskFactory.create_batch(5, project=project, answers=3)
     labelers = [make_member(project) for _ in range(LABELERS)]
 
-    def lease(index, barrier):
-        barrier.wait()
-        got = ranking_task_lease_next(project=project, labeler=labelers[index])
+    def lease(labeler):
+        got = ranking_task_lease_next(project=project, labeler=labeler)
         return got.task_id if got else None
 
-    served = _run_in_threads(lease, LABELERS)
+    served = run_at_once(lease, labelers)
     per_task = Counter(task_id for task_id in served if task_id is not None)
     assert per_task == {task.pk: 2 for task in tasks}  # every slot given, none twice
     assert served.count(None) == LABELERS - 10
@@ -64,10 +39,8 @@ def test_labelers_ranking_at_once_fill_every_task_exactly_and_lose_no_acknowledg
     tasks = RankingTaskFactory.create_batch(10, project=project, answers=4)
     labelers = [make_member(project) for _ in range(LABELERS)]
 
-    def work(index, barrier):
-        labeler = labelers[index]
+    def work(labeler):
         acknowledged = []
-        barrier.wait()
         while True:
             lease = ranking_task_lease_next(project=project, labeler=labeler)
             if lease is None:
@@ -81,7 +54,7 @@ def test_labelers_ranking_at_once_fill_every_task_exactly_and_lose_no_acknowledg
             assert retry.ranking.pk == result.ranking.pk and not retry.created
             acknowledged.append(result.ranking.pk)
 
-    results = _run_in_threads(work, LABELERS)
+    results = run_at_once(work, labelers)
     acknowledged = [pk for per_labeler in results for pk in per_labeler]
     stored = list(Ranking.objects.values_list("pk", flat=True))
     assert len(acknowledged) == len(set(acknowledged)) == 30
@@ -99,11 +72,10 @@ def test_the_same_submission_sent_twice_at_once_is_stored_once(project, make_mem
     labeler = make_member(project)
     order = [[i] for i in response_ids(task)]
 
-    def submit(index, barrier):
-        barrier.wait()
+    def submit(labeler):
         return ranking_submit(task=task, labeler=labeler, order=order, idempotency_key="same-click").ranking.pk
 
-    results = _run_in_threads(submit, 8)
+    results = run_at_once(submit, [labeler] * 8)
     assert len(set(results)) == 1
     assert Ranking.objects.count() == 1
 
@@ -111,12 +83,10 @@ def test_the_same_submission_sent_twice_at_once_is_stored_once(project, make_mem
 def test_one_labeler_opening_the_rank_page_in_several_tabs_at_once_holds_one_lease(project, make_member):
     RankingTaskFactory.create_batch(5, project=project, answers=3)
     labeler = make_member(project)
-    tabs = 6
 
-    def lease(index, barrier):
-        barrier.wait()
+    def lease(labeler):
         return ranking_task_lease_next(project=project, labeler=labeler).task_id
 
-    served = _run_in_threads(lease, tabs)
+    served = run_at_once(lease, [labeler] * 6)  # six tabs
     assert len(set(served)) == 1  # every tab shows the same task
     assert Lease.objects.filter(labeler=labeler).count() == 1  # and no other task sits leased to nobody's use
