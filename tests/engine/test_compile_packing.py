@@ -10,7 +10,7 @@ from tests.engine.helpers import read_jsonl, write_config, write_jsonl
 from training.engine import dpo, ppo, reward, sft
 from training.engine.config import config_from_dict
 from training.engine.errors import EngineError
-from training.engine.hf import compile_decoder_layers
+from training.engine.hf import compile_decoder_layers, compile_trainer_models
 from training.engine.run_dir import RunDir
 
 DIALOGUES = [
@@ -112,9 +112,16 @@ def test_compiled_runs_with_a_reference_model_or_lora_train(command, lora, tiny_
         tmp_path / "run", model_path=str(tiny_model), max_steps=2, log_every=1, torch_compile=True, lora=lora
     )
     write_jsonl(run / "pairs.jsonl", [{**PAIR, "group": f"g{i}"} for i in range(8)])
+    config = config_from_dict(command.Config, json.loads((run / "config.json").read_text()))
+    trainer = command.build_trainer(config, RunDir(run), callbacks=[])
+    compile_trainer_models(trainer)
+    models = [trainer.model] + ([trainer.ref_model] if command is dpo else [])
+    for model in models:  # the policy (under peft's wrapper with LoRA) and DPO's reference alike
+        layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+        assert layers and all(layer._compiled_call_impl is not None for layer in layers)
     torch._dynamo.reset()
 
-    result = command.main(config_from_dict(command.Config, json.loads((run / "config.json").read_text())), RunDir(run))
+    result = command.main(config, RunDir(run))
 
     assert result.status == "succeeded" and result.step == 2
     assert (run / "model" / "config.json").exists()

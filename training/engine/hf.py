@@ -3,7 +3,8 @@
 - `trainer_arguments`: the TrainingArguments every TRL config shares, from our TrainConfig.
 - `RunFolderCallback`: writes metrics.jsonl, turns SIGTERM into "save a checkpoint and stop", and
   marks each HF checkpoint complete once the Trainer has written all of it.
-- `compile_decoder_layers`: the engine's `torch_compile` (regional: each decoder layer, in place).
+- `compile_decoder_layers` / `compile_trainer_models`: the engine's `torch_compile` (regional: each
+  decoder layer, in place).
 - `resume_checkpoint`, `lora_config`, `save_final_model`.
 """
 
@@ -89,6 +90,16 @@ def compile_decoder_layers(model) -> int:
     return len(layers)
 
 
+def compile_trainer_models(trainer) -> None:
+    """Compile the decoder layers of a built trainer's model and, for DPO, of its frozen reference.
+
+    After the trainer is built: peft has wrapped the model by then and DPO has loaded its reference.
+    """
+    for model in (trainer.model, getattr(trainer, "ref_model", None)):
+        if model is not None:
+            compile_decoder_layers(model)
+
+
 def resume_checkpoint(run_dir: RunDir) -> Path | None:
     """Delete half-written checkpoints (rank 0), then return the newest complete one or None."""
     if is_main_process():
@@ -168,10 +179,8 @@ def train_in_run_folder(
     metrics = MetricsLog(run_dir.metrics_file, resume_step=resume_step(checkpoint))
     callback = RunFolderCallback(config=config, metrics=metrics, stop=stop)
     trainer = build_trainer(config, run_dir, callbacks=[callback])
-    if config.torch_compile:  # after the trainer is built: peft has wrapped the model, DPO loaded its reference
-        for model in (trainer.model, getattr(trainer, "ref_model", None)):
-            if model is not None:
-                compile_decoder_layers(model)
+    if config.torch_compile:
+        compile_trainer_models(trainer)
 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     resumed_from = str(checkpoint) if checkpoint else None

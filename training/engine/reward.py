@@ -56,7 +56,6 @@ def _final_figures(trainer: RankingRewardTrainer, last_logs: dict, metrics: Metr
     return figures
 
 
-
 def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> RankingRewardTrainer:
     """Read and split the pairs, load model and tokenizer, and return a ready trainer."""
     from datasets import Dataset

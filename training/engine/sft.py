@@ -49,7 +49,6 @@ def main(config: Config, run_dir: RunDir) -> Result:
     )
 
 
-
 def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
     """Read the data, load model and tokenizer, and return a ready SFTTrainer."""
     import torch
