@@ -173,3 +173,18 @@ def test_rollout_and_update_see_the_same_policy_without_dropout_noise(tmp_path, 
         logits = [policy(input_ids=ids).logits for _ in range(2)]
         scores = [critic(input_ids=ids).logits for _ in range(2)]
     assert torch.equal(*logits) and torch.equal(*scores)
+
+
+def test_compiled_ppo_with_the_generate_fallback_runs(tmp_path, tiny_model, capsys):
+    # the fallback's model.generate runs eager (torch.compiler.set_stance): its KV cache would make the
+    # compiled layers retrace once per layer
+    import torch._dynamo
+
+    run_dir = ppo_run_dir(tmp_path / "run", tiny_model, max_steps=2, torch_compile=True, fast_rollout=False)
+    torch._dynamo.reset()
+
+    code, err = run_in_process(run_dir, capsys)
+
+    assert code == 0, err
+    assert [line["step"] for line in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
+    torch._dynamo.reset()
