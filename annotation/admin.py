@@ -95,13 +95,13 @@ from django.core.exceptions import ValidationError  # noqa: E402
 from django.db.models import Count, F, OuterRef, Subquery  # noqa: E402
 from django.forms.models import BaseInlineFormSet  # noqa: E402
 
-from annotation.dialogue_services import (  # noqa: E402
+from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
+from annotation.services.dialogues import (  # noqa: E402
     TurnData,
     dialogue_decide_as_manager,
     turns_check_complete,
     turns_check_draft,
 )
-from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
 from config.exceptions import ApplicationError  # noqa: E402
 
 
@@ -119,7 +119,7 @@ class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         return super().get_queryset(request).annotate(n_dialogues=Count("dialogues"))
 
     def save_model(self, request, obj, form, change):
-        from annotation.dialogue_services import prompt_text_hash
+        from annotation.services.dialogues import prompt_text_hash
 
         obj.text_hash = prompt_text_hash(obj.text)
         super().save_model(request, obj, form, change)

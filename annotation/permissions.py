@@ -2,7 +2,7 @@
 
 from rest_framework.permissions import BasePermission
 
-from annotation.selectors import user_can_use_training_api
+from annotation.selectors.projects import user_can_use_training_api
 
 
 class CanUseTrainingApi(BasePermission):

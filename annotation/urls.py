@@ -1,14 +1,17 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotation import api, dialogue_api, dialogue_views, views
+from annotation.api import dialogues as dialogue_api
+from annotation.api import projects as project_api
+from annotation.views import dialogues as dialogue_views
+from annotation.views import projects as project_views
 
 urlpatterns = [
     # pages
-    path("", views.dashboard, name="dashboard"),
-    path("login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("", project_views.dashboard, name="dashboard"),
+    path("login/", project_views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("projects/<id:project_id>/", views.project_detail, name="project-detail"),
+    path("projects/<id:project_id>/", project_views.project_detail, name="project-detail"),
     # demonstrations: pages
     path("my-work/", dialogue_views.my_work, name="my-work"),
     path("review/", dialogue_views.review_queue, name="review-queue"),
@@ -21,11 +24,11 @@ urlpatterns = [
     path("dialogues/<id:dialogue_id>/review/", dialogue_views.dialogue_review_submit, name="dialogue-review"),
     path("dialogues/<id:dialogue_id>/discard/", dialogue_views.dialogue_discard_view, name="dialogue-discard"),
     # API
-    path("api/auth/token/", api.TokenObtainApi.as_view(), name="api-token"),
-    path("api/projects/", api.ProjectListApi.as_view(), name="api-project-list"),
-    path("api/projects/<id:project_id>/", api.ProjectDetailApi.as_view(), name="api-project-detail"),
-    path("api/projects/<id:project_id>/members/", api.ProjectMemberListApi.as_view(), name="api-project-members"),
-    path("api/markdown/preview/", api.MarkdownPreviewApi.as_view(), name="api-markdown-preview"),
+    path("api/auth/token/", project_api.TokenObtainApi.as_view(), name="api-token"),
+    path("api/projects/", project_api.ProjectListApi.as_view(), name="api-project-list"),
+    path("api/projects/<id:project_id>/", project_api.ProjectDetailApi.as_view(), name="api-project-detail"),
+    path("api/projects/<id:project_id>/members/", project_api.ProjectMemberListApi.as_view(), name="api-project-members"),
+    path("api/markdown/preview/", project_api.MarkdownPreviewApi.as_view(), name="api-markdown-preview"),
     # demonstrations: API
     path("api/prompts/", dialogue_api.PromptListCreateApi.as_view(), name="api-prompt-list"),
     path("api/dialogues/", dialogue_api.DialogueListCreateApi.as_view(), name="api-dialogue-list"),

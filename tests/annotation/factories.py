@@ -2,8 +2,8 @@
 
 import factory
 
-from annotation.dialogue_services import TurnData, prompt_text_hash
 from annotation.models import Dialogue, DialogueStatus, Prompt, Turn
+from annotation.services.dialogues import TurnData, prompt_text_hash
 from tests.factories import ProjectFactory, UserFactory
 
 

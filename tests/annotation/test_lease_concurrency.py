@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from annotation.dialogue_services import prompt_lease_next
 from annotation.models import Dialogue, Role
+from annotation.services.dialogues import prompt_lease_next
 from tests.annotation.factories import PromptFactory
 from tests.concurrency import run_at_once
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory

@@ -63,7 +63,7 @@ def test_a_missing_project_answers_like_a_foreign_one(api_client_for, project, m
 
 
 def test_member_sees_project_with_role_and_sanitised_guidelines(api_client_for, project, make_member):
-    from annotation.services import guideline_publish
+    from annotation.services.projects import guideline_publish
 
     guideline_publish(project=project, body="**Be kind** <script>alert(1)</script>")
     user = make_member(project, Role.REVIEWER)

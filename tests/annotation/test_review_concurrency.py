@@ -2,8 +2,8 @@
 
 import pytest
 
-from annotation.dialogue_services import TurnData, dialogue_create, dialogue_review, dialogue_submit
 from annotation.models import Dialogue, DialogueStatus, Review, ReviewDecision, Role
+from annotation.services.dialogues import TurnData, dialogue_create, dialogue_review, dialogue_submit
 from config.exceptions import ConflictError
 from tests.concurrency import run_at_once
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.importers import FORMATS, project_import
 from annotation.models import DialogueStatus, Project
+from annotation.services.imports import FORMATS, project_import
 from config.exceptions import ApplicationError
 
 

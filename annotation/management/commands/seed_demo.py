@@ -7,9 +7,9 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from annotation.dialogue_services import prompt_create, prompt_text_hash
 from annotation.models import Project, Prompt, Role
-from annotation.services import guideline_publish, membership_set, project_create
+from annotation.services.dialogues import prompt_create, prompt_text_hash
+from annotation.services.projects import guideline_publish, membership_set, project_create
 
 DEFAULT_DEMO_PASSWORD = "rlhf-demo-pass"
 

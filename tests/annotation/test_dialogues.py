@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation.dialogue_services import (
+from annotation.models import TURN_MAX_CHARS, TURNS_MAX, Dialogue, DialogueStatus, Role
+from annotation.services.dialogues import (
     TurnData,
     dialogue_create,
     dialogue_decide_as_manager,
@@ -17,7 +18,6 @@ from annotation.dialogue_services import (
     prompt_lease_next,
     turns_check_complete,
 )
-from annotation.models import TURN_MAX_CHARS, TURNS_MAX, Dialogue, DialogueStatus, Role
 from config.exceptions import ApplicationError, ConflictError
 from tests.annotation.factories import DialogueFactory, PromptFactory
 

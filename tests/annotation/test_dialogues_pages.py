@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from annotation.dialogue_services import TurnData, dialogue_review, dialogue_submit
 from annotation.models import Dialogue, DialogueStatus, Prompt, Review, Role
+from annotation.services.dialogues import TurnData, dialogue_review, dialogue_submit
 from tests.annotation.factories import DialogueFactory, PromptFactory
 from tests.factories import ProjectFactory
 

@@ -7,10 +7,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotation.dialogue_services import TurnData, dialogue_review, dialogue_submit
-from annotation.exports import sft_export_prepare
-from annotation.importers import hh_transcript_to_turns, turns_to_hh_transcript
 from annotation.models import Dialogue, DialogueStatus, Prompt, Role
+from annotation.services.dialogues import TurnData, dialogue_review, dialogue_submit
+from annotation.services.exports import sft_export_prepare
+from annotation.services.imports import hh_transcript_to_turns, turns_to_hh_transcript
 from tests.annotation.factories import DialogueFactory, PromptFactory
 from tests.factories import ProjectFactory
 

@@ -10,7 +10,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.dialogue_selectors import (
+from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
+from annotation.selectors.dialogues import (
     dialogue_get_for_user,
     dialogue_get_own,
     dialogue_list_for_author,
@@ -19,22 +20,21 @@ from annotation.dialogue_selectors import (
     review_current_round,
     review_latest_rejection,
 )
-from annotation.dialogue_services import (
-    TurnData,
-    dialogue_create,
-    dialogue_discard,
-    dialogue_review,
-    prompt_lease_next,
-)
-from annotation.importers import FORMATS, ImportLineError, project_import
-from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
-from annotation.selectors import (
+from annotation.selectors.projects import (
     membership_get,
     project_get_for_user,
     project_list_for_user,
     user_has_role,
     user_manages_project_data,
 )
+from annotation.services.dialogues import (
+    TurnData,
+    dialogue_create,
+    dialogue_discard,
+    dialogue_review,
+    prompt_lease_next,
+)
+from annotation.services.imports import FORMATS, ImportLineError, project_import
 from config.exceptions import ApplicationError
 from config.ids import parse_object_id
 

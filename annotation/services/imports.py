@@ -23,13 +23,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
-from annotation.dialogue_services import (
-    TurnData,
-    prompt_text_hash,
-    turns_check_complete,
-    turns_from_dicts,
-    turns_hash,
-)
 from annotation.models import (
     PROMPT_MAX_CHARS,
     Dialogue,
@@ -39,6 +32,13 @@ from annotation.models import (
     Source,
     Turn,
     TurnRole,
+)
+from annotation.services.dialogues import (
+    TurnData,
+    prompt_text_hash,
+    turns_check_complete,
+    turns_from_dicts,
+    turns_hash,
 )
 from config.exceptions import ApplicationError, ConflictError
 

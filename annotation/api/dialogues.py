@@ -8,26 +8,6 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.dialogue_selectors import (
-    dialogue_get_for_user,
-    dialogue_get_own,
-    dialogue_list_for_author,
-    dialogue_review_queue,
-    prompt_list_for_user,
-    review_latest_rejection,
-)
-from annotation.dialogue_services import (
-    TurnData,
-    dialogue_create,
-    dialogue_discard,
-    dialogue_review,
-    dialogue_submit,
-    dialogue_update,
-    prompt_create,
-    prompt_lease_next,
-)
-from annotation.exports import sft_export_prepare
-from annotation.importers import FORMATS, project_import
 from annotation.models import (
     PROMPT_MAX_CHARS,
     TURN_MAX_CHARS,
@@ -37,7 +17,27 @@ from annotation.models import (
     Role,
     TurnRole,
 )
-from annotation.selectors import project_get_for_user, user_manages_project_data
+from annotation.selectors.dialogues import (
+    dialogue_get_for_user,
+    dialogue_get_own,
+    dialogue_list_for_author,
+    dialogue_review_queue,
+    prompt_list_for_user,
+    review_latest_rejection,
+)
+from annotation.selectors.projects import project_get_for_user, user_manages_project_data
+from annotation.services.dialogues import (
+    TurnData,
+    dialogue_create,
+    dialogue_discard,
+    dialogue_review,
+    dialogue_submit,
+    dialogue_update,
+    prompt_create,
+    prompt_lease_next,
+)
+from annotation.services.exports import sft_export_prepare
+from annotation.services.imports import FORMATS, project_import
 from config.ids import parse_object_id
 
 PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project (id).")

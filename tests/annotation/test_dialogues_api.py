@@ -2,8 +2,8 @@
 
 import pytest
 
-from annotation.dialogue_services import dialogue_submit
 from annotation.models import Dialogue, DialogueStatus, Role
+from annotation.services.dialogues import dialogue_submit
 from tests.annotation.factories import DialogueFactory, PromptFactory
 from tests.factories import ProjectFactory
 

@@ -10,7 +10,7 @@ from annotation.login_throttle import (
     login_failures_clear,
     login_is_blocked,
 )
-from annotation.selectors import membership_get, membership_list_for_user, project_get_for_user
+from annotation.selectors.projects import membership_get, membership_list_for_user, project_get_for_user
 
 
 class ThrottledLoginView(auth_views.LoginView):

@@ -29,7 +29,7 @@ from annotation.models import (
     Turn,
     TurnRole,
 )
-from annotation.selectors import user_has_role
+from annotation.selectors.projects import user_has_role
 from config.exceptions import ApplicationError, ConflictError
 
 # --- turns -------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 
 from annotation.models import Role
-from annotation.services import guideline_publish
+from annotation.services.projects import guideline_publish
 from tests.factories import PASSWORD, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ import pytest
 from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
-from annotation.dialogue_services import TurnData, dialogue_submit
 from annotation.models import Dialogue, DialogueStatus, Role
-from annotation.services import guideline_publish
+from annotation.services.dialogues import TurnData, dialogue_submit
+from annotation.services.projects import guideline_publish
 from tests.annotation.factories import DialogueFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

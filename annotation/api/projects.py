@@ -16,7 +16,7 @@ from annotation.login_throttle import (
 )
 from annotation.markdown import render_markdown
 from annotation.models import Project, Role
-from annotation.selectors import (
+from annotation.selectors.projects import (
     membership_get,
     project_get_for_user,
     project_list_for_user_detailed,

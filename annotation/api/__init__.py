@@ -1,0 +1,1 @@
+"""REST API for annotation, one module per subject: projects (and tokens), dialogues."""

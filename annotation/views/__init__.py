@@ -1,0 +1,1 @@
+"""Server-rendered pages for annotation, one module per subject: projects (and login), dialogues."""
