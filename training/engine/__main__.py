@@ -14,10 +14,12 @@ import os
 import sys
 
 from training.engine.config import load_config
+from training.engine.configs import COMMAND_CONFIGS
 from training.engine.errors import EngineError
 from training.engine.run_dir import Result, RunDir, is_main_process
 
-# Command name -> module exposing `Config` (a frozen dataclass) and `main(config, run_dir) -> Result`.
+# Command name -> module exposing `main(config, run_dir) -> Result`; its config class is
+# COMMAND_CONFIGS[name] (configs.py, torch-free, so the web side validates with the same class).
 # Modules load lazily so `make-tiny` does not pay for importing TRL.
 COMMANDS: dict[str, str] = {
     "make-tiny": "training.engine.tiny",
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = importlib.import_module(COMMANDS[args.command])
     try:
-        config = load_config(command.Config, run_dir.config_file)
+        config = load_config(COMMAND_CONFIGS[args.command], run_dir.config_file)
         result = command.main(config, run_dir)
     except EngineError as error:
         print(f"error: {error}", file=sys.stderr)

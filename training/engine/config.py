@@ -1,9 +1,10 @@
 """Typed run configs: frozen dataclasses loaded from `RUN_DIR/config.json`, unknown keys rejected.
 
-Each command owns a `Config` dataclass in its module; training commands extend `TrainConfig` here.
-Every field carries a comment stating its default and meaning: that comment is the documentation the
-web side reads. Loading checks every key and every type, so a typo fails the run at start-up with one
-message instead of silently training with a default.
+Each command's `Config` lives in `configs.py` (torch-free, so the web side can check a config before
+queuing a run); training commands extend `TrainConfig` here. Every field carries a comment stating
+its default and meaning: that comment is the documentation the web side reads. Loading checks every
+key and every type, so a typo fails the run at start-up with one message instead of silently
+training with a default.
 """
 
 from __future__ import annotations

@@ -7,9 +7,7 @@ and ranking weights are not part of TRL's DPO loss and are ignored here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from training.engine.config import TrainConfig, require
+from training.engine.configs import DpoConfig as Config
 from training.engine.data import group_split, read_preference_pairs
 from training.engine.hf import logged_and_evaluated, lora_config, train_in_run_folder, trainer_arguments
 from training.engine.run_dir import Result, RunDir
@@ -24,19 +22,6 @@ _FIGURES = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Config(TrainConfig):
-    learning_rate: float = 5e-7  # peak learning rate of AdamW (DPO wants a small one)
-    beta: float = 0.1  # strength of the pull towards the reference model; higher stays closer
-    train_file: str = "pairs.jsonl"  # preference pairs, relative to the run dir (same format as reward)
-    eval_fraction: float = 0.0  # share of pairs (whole rankings) held out to report eval figures
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.beta > 0, "beta must be positive")
-        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
-
-
 def main(config: Config, run_dir: RunDir) -> Result:
     """Train the policy on the pairs with DPO; save checkpoints, metrics and the final model."""
     return train_in_run_folder(
@@ -45,7 +30,6 @@ def main(config: Config, run_dir: RunDir) -> Result:
         build_trainer=build_trainer,
         final_figures=lambda trainer, logs, _: logged_and_evaluated(trainer, logs, _FIGURES),
     )
-
 
 
 def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):

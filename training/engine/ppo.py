@@ -23,102 +23,22 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
 from training.engine import checkpoint as ckpt
 from training.engine import ppo_losses as L
-from training.engine.config import TrainConfig, require, save_config
+from training.engine.builtin_rewards import builtin_reward
+from training.engine.config import save_config
+from training.engine.configs import PpoConfig as Config
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.hf import compile_decoder_layers
 from training.engine.rollout import RolloutEngine, SamplingParams, plain_generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
 from training.engine.sampling import eos_token_ids
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config(TrainConfig):
-    """PPO settings. Defaults follow TRL's last PPOConfig, except where a comment says otherwise.
-
-    Batch sizes per device: a step samples per_device_batch_size · gradient_accumulation_steps ·
-    num_mini_batches prompts; each PPO epoch splits them into num_mini_batches optimizer steps of
-    gradient_accumulation_steps micro-batches of per_device_batch_size sequences.
-    """
-
-    # required: a reward-model folder (sequence classifier, one label, the policy's tokenizer) or "builtin:<name>[:arg]",
-    # a programmatic reward from BUILTIN_REWARDS (e.g. "builtin:count:good" counts "good" in the answer)
-    reward_model: str
-    critic_model: str | None = None  # value-model init; null: the reward model (the policy for builtins)
-    prompts_file: str = "prompts.jsonl"  # the prompts, relative to the run dir
-    learning_rate: float = 3e-6  # policy AdamW learning rate (TRL's PPO examples)
-    critic_learning_rate: float | None = None  # critic learning rate; null: learning_rate
-    max_prompt_length: int = 512  # prompts longer than this keep their last tokens
-    max_new_tokens: int = 53  # answer length limit (TRL's response_length)
-    temperature: float = 0.7  # sampling temperature; log-probs are taken at the same temperature
-    top_p: float = 1.0  # nucleus sampling; keep 1.0 for on-policy log-probs
-    num_mini_batches: int = 1  # optimizer steps per PPO epoch
-    num_ppo_epochs: int = 4  # passes over each rollout batch
-    kl_coef: float = 0.05  # β of the per-token KL penalty folded into the reward
-    kl_estimator: Literal["k1", "k3"] = "k1"  # estimator in the reward; k1 as in InstructGPT (both logged)
-    cliprange: float = 0.2  # ε of the clipped policy ratio
-    cliprange_value: float = 0.2  # how far a new value may move from the rollout's value
-    vf_coef: float = 0.1  # weight of the value loss
-    gamma: float = 1.0  # discount
-    lam: float = 0.95  # GAE λ
-    whiten_rewards: bool = False  # whiten per-token rewards before GAE (advantages are always whitened)
-    reward_clip: float | None = 10.0  # scores are clipped to ±reward_clip (OpenRLHF); null: no clip
-    missing_eos_penalty: float | None = (
-        None  # subtracted from the score of answers without EOS (TRL: 1.0 in examples)
-    )
-    fast_rollout: bool = True  # static KV cache + CUDA-graph decoding (rollout.py); false: model.generate
-    save_every: int = 50  # PPO steps between checkpoints
-    log_every: int = 1  # PPO steps between lines in metrics.jsonl
-    max_steps: int = -1  # PPO steps (each one rollout batch); -1: num_epochs passes over the prompts
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(bool(self.reward_model), "reward_model must name a folder or builtin:<name>")
-        require(self.max_new_tokens > 0, "max_new_tokens must be positive")
-        require(self.max_prompt_length > 0, "max_prompt_length must be positive")
-        require(self.temperature > 0, "temperature must be positive (PPO samples)")
-        require(
-            self.num_mini_batches > 0 and self.num_ppo_epochs > 0, "num_mini_batches and num_ppo_epochs >= 1"
-        )
-        require(
-            self.per_device_batch_size >= 2 or self.gradient_accumulation_steps * self.num_mini_batches >= 2,
-            "a rollout batch needs at least two answers (advantages are whitened)",
-        )
-        if self.reward_model.startswith("builtin:"):
-            builtin_reward(self.reward_model)  # fails early on an unknown name
-
-    @property
-    def rollout_batch_size(self) -> int:
-        return self.per_device_batch_size * self.gradient_accumulation_steps * self.num_mini_batches
-
-
-# -- programmatic rewards ---------------------------------------------------------------------
-BUILTIN_REWARDS: dict[str, Callable[[str | None], Callable[[str], float]]] = {
-    # "count:<word>": how many times the word appears in the answer (case-insensitive)
-    "count": lambda arg: lambda text: float(text.lower().count((arg or "good").lower())),
-    # "length": the answer's length in characters / 100, for smoke tests
-    "length": lambda arg: lambda text: len(text) / 100.0,
-}
-
-
-def builtin_reward(spec: str) -> Callable[[str], float]:
-    """Return the text -> score function that "builtin:<name>[:arg]" names."""
-    name, _, arg = spec.removeprefix("builtin:").partition(":")
-    if name not in BUILTIN_REWARDS:
-        raise EngineError(
-            f"config.json: reward_model {spec!r}: builtin rewards are {sorted(BUILTIN_REWARDS)}"
-        )
-    return BUILTIN_REWARDS[name](arg or None)
 
 
 # -- models -------------------------------------------------------------------------------------

@@ -11,35 +11,18 @@ rankings are held out for `eval_accuracy`: the share of held-out pairs whose cho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from training.engine.config import TrainConfig, require
+from training.engine.configs import RewardConfig as Config
 from training.engine.data import group_split, read_preference_pairs
 from training.engine.errors import EngineError
 from training.engine.hf import lora_config, train_in_run_folder, trainer_arguments
 from training.engine.losses import pairwise_reward_loss
 from training.engine.run_dir import MetricsLog, Result, RunDir
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config(TrainConfig):
-    learning_rate: float = 1e-5  # peak learning rate of AdamW
-    train_file: str = "pairs.jsonl"  # preference pairs, relative to the run dir
-    eval_file: str = ""  # held-out pairs; empty: hold out eval_fraction of the rankings of train_file
-    eval_fraction: float = 0.1  # share of pairs (whole rankings) held out when eval_file is empty
-    weigh_by_ranking: bool = True  # pairs weigh 1/(pairs of their ranking); false: every pair weighs 1
-    # pair margins are multiplied by this (the ranking export's margin is the rank distance); 0 ignores them
-    margin_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
-        require(self.margin_scale >= 0, "margin_scale must not be negative")
 
 
 def main(config: Config, run_dir: RunDir) -> Result:

@@ -15,38 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from training.engine.config import require
+from training.engine.configs import SampleConfig as Config
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.rollout import RolloutEngine, SamplingParams, generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal, is_main_process
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    model_path: str  # required: the policy's save_pretrained folder (absolute or relative to the run dir)
-    prompts_file: str = "prompts.jsonl"  # prompts, relative to the run dir
-    output_file: str = "samples.jsonl"  # ranking-task JSONL written here, relative to the run dir
-    num_responses: int = 4  # K: answers per prompt
-    max_new_tokens: int = 256  # longest answer in tokens; longer ones are cut
-    temperature: float = 1.0  # sampling temperature; 0 means greedy (then all K answers are equal)
-    top_p: float = 1.0  # nucleus sampling: keep the smallest token set with this much probability
-    batch_size: int = 8  # prompts per generate call (each expanded to num_responses sequences)
-    max_prompt_length: int = 1024  # prompts longer than this (in tokens) keep their last tokens
-    generator: str = ""  # label stored with every answer (e.g. the model version's name); empty: model_path
-    seed: int = 0  # seeds sampling; batch i uses seed + i, so a resumed run draws the same answers
-    bf16: bool = False  # load the model in bfloat16 (GPU)
-
-    def __post_init__(self) -> None:
-        require(bool(self.model_path), "model_path must name a model folder")
-        require(self.num_responses >= 1, "num_responses must be at least 1")
-        require(self.max_new_tokens >= 1, "max_new_tokens must be at least 1")
-        require(self.temperature >= 0, "temperature must not be negative")
-        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
-        require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
 def main(config: Config, run_dir: RunDir) -> Result:

@@ -9,32 +9,11 @@ them — make-tiny's does).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-from training.engine.config import TrainConfig, require
+from training.engine.configs import SftConfig as Config
 from training.engine.data import read_dialogues
 from training.engine.hf import logged_and_evaluated, lora_config, train_in_run_folder, trainer_arguments
 from training.engine.run_dir import Result, RunDir
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config(TrainConfig):
-    learning_rate: float = 2e-5  # peak learning rate of AdamW (SFT default)
-    train_file: str = "train.jsonl"  # dialogues, relative to the run dir: {"messages": [...]} per line
-    eval_fraction: float = 0.0  # share of dialogues held out to report eval_loss (0: no evaluation)
-    # false: one dialogue per row, a batch padded to its longest row. true: TRL's best-fit-decreasing
-    # packing, padding-free: dialogues are packed into rows of at most max_length tokens, so no FLOP
-    # goes to padding; each dialogue still attends only to itself (position ids restart) and the loss
-    # still covers assistant tokens only. per_device_batch_size then counts packed rows. A dialogue
-    # longer than max_length is cut to it, as without packing. With the default SDPA attention the
-    # micro-batch's rows are joined into one sequence whose block-diagonal mask is built in full:
-    # on an H200 that ran 2.6-6x slower per token than unpacked rows (bench/RESULTS.md), so it pays
-    # only when most unpacked tokens would be padding.
-    packing: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
 
 
 def main(config: Config, run_dir: RunDir) -> Result:

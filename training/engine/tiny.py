@@ -7,11 +7,9 @@ For tests, the demo and CI. The tokenizer is a byte-level BPE trained here on a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from training.engine.checkpoint import atomic_directory
-from training.engine.config import require, save_config
+from training.engine.config import save_config
+from training.engine.configs import TinyConfig as Config
 from training.engine.run_dir import Result, RunDir
 
 SYSTEM_START, TURN_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
@@ -52,24 +50,6 @@ CORPUS = [
     "Yes, of course. No, I am sorry. Maybe later. Hello! Goodbye.",
     "system user assistant",
 ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    architecture: Literal["qwen2", "llama"] = "qwen2"  # which transformers model class shapes the network
-    vocab_size: int = 512  # BPE vocabulary target (256 bytes + merges + 3 special tokens)
-    hidden_size: int = 64  # width of the residual stream
-    intermediate_size: int = 128  # width of the MLP
-    num_layers: int = 2  # decoder layers
-    num_heads: int = 4  # attention heads
-    num_kv_heads: int = 2  # key/value heads (grouped-query attention when < num_heads)
-    max_position_embeddings: int = 2048  # longest sequence the rotary embedding is sized for
-    seed: int = 0  # seeds the weight initialisation
-
-    def __post_init__(self) -> None:
-        require(self.vocab_size >= 300, "vocab_size must be at least 300 (256 bytes + specials + merges)")
-        require(self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads")
-        require(self.num_heads % self.num_kv_heads == 0, "num_heads must be a multiple of num_kv_heads")
 
 
 def main(config: Config, run_dir: RunDir) -> Result:
