@@ -1,17 +1,21 @@
 """`sft`: supervised fine-tuning on demonstration dialogues with TRL's SFTTrainer.
 
 Input `RUN_DIR/<train_file>` holds `{"messages": [...]}` lines. The loss covers the assistant's
-tokens only (TRL's `assistant_only_loss`, driven by the chat template's `{% generation %}` markers;
-TRL swaps in a marked template for the families it knows, otherwise the model's template must have
-them — make-tiny's does).
+tokens only: each answer and the special token that ends its turn, never system, user or role
+headers. The mask is built here (chat_masks.py) by rendering each dialogue prefix by prefix with the
+model's own chat template, so any prefix-preserving template works (ChatML, Llama, Mistral, …), with
+or without `{% generation %}` markers; a template that is not prefix-preserving fails the run with
+exit 2. TRL receives the tokenized rows with their labels and does the batching, packing and loop.
 """
 
 from __future__ import annotations
 
 import random
 
+from training.engine.chat_masks import tokenize_with_assistant_mask
 from training.engine.configs import SftConfig as Config
 from training.engine.data import read_dialogues
+from training.engine.errors import EngineError
 from training.engine.hf import logged_and_evaluated, lora_config, train_in_run_folder, trainer_arguments
 from training.engine.run_dir import Result, RunDir
 
@@ -36,18 +40,21 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
     from trl import SFTConfig, SFTTrainer
 
     set_seed(config.seed)
-    dialogues = read_dialogues(run_dir.input_file(config.train_file))
-    random.Random(config.seed).shuffle(dialogues)  # a seeded hold-out, the same on every rank and rerun
-    held_out = int(len(dialogues) * config.eval_fraction)
-    train_rows, eval_rows = dialogues[held_out:], dialogues[:held_out]
-
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    rows = tokenize_dialogues(
+        tokenizer, read_dialogues(run_dir.input_file(config.train_file)), config.train_file
+    )
+    random.Random(config.seed).shuffle(rows)  # a seeded hold-out, the same on every rank and rerun
+    held_out = int(len(rows) * config.eval_fraction)
+    train_rows, eval_rows = rows[held_out:], rows[:held_out]
+
     # float32 master weights; bf16 is autocast by the Trainer when config.bf16 is set
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     arguments = SFTConfig(
         **trainer_arguments(config, run_dir),
-        assistant_only_loss=True,  # labels are built from the assistant mask before packing
+        # the rows come with their labels (assistant-only), so TRL neither renders nor masks them
+        assistant_only_loss=False,
         packing=config.packing,
         packing_strategy="bfd",  # whole dialogues per row; implies padding_free
         eval_strategy="no",
@@ -57,7 +64,19 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
         args=arguments,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=tokenizer,
+        processing_class=tokenizer,  # TRL pads with its pad token, or with EOS when it has none
         peft_config=lora_config(config, task_type="CAUSAL_LM"),
         callbacks=callbacks,
     )
+
+
+def tokenize_dialogues(tokenizer, dialogues: list[dict], file_name: str) -> list[dict[str, list[int]]]:
+    """Return {"input_ids", "labels"} rows: labels are the ids on assistant tokens, -100 elsewhere."""
+    rows = []
+    for number, dialogue in enumerate(dialogues, start=1):
+        try:
+            ids, mask = tokenize_with_assistant_mask(tokenizer, dialogue["messages"])
+        except EngineError as error:
+            raise EngineError(f"{file_name} dialogue {number}: {error}") from None
+        rows.append({"input_ids": ids, "labels": [i if m else -100 for i, m in zip(ids, mask, strict=True)]})
+    return rows

@@ -1,8 +1,9 @@
 """`make-tiny`: build a tiny causal LM and its tokenizer locally, with no download.
 
 For tests, the demo and CI. The tokenizer is a byte-level BPE trained here on a small built-in corpus
-(every string encodes, nothing is unknown); its ChatML template marks the assistant's tokens with
-`{% generation %}` so TRL can restrict the SFT loss to them. Writes `RUN_DIR/model/`.
+(every string encodes, nothing is unknown); its ChatML template also marks the assistant's tokens
+with `{% generation %}` (sft does not need the markers, see chat_masks.py; transformers'
+`return_assistant_tokens_mask` does, and tests check both agree). Writes `RUN_DIR/model/`.
 """
 
 from __future__ import annotations
