@@ -20,6 +20,7 @@ VALID = {
     "dpo": {"model_path": "/models/sft", "beta": 0.2},
     "ppo": {"model_path": "/models/sft", "reward_model": "builtin:count:good"},
     "sample": {"model_path": "/models/sft", "num_responses": 2},
+    "import-gguf": {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "bfloat16"},
 }
 
 VALIDATE_EVERY_COMMAND = f"""
@@ -75,6 +76,7 @@ def test_a_valid_config_builds_the_command_class(command):
         ),
         ("sample", {"model_path": "m", "top_p": 0}, "top_p must be in (0, 1]"),
         ("make-tiny", {"architecture": "gpt2"}, "architecture: must be one of ['qwen2', 'llama']"),
+        ("import-gguf", {"gguf_file": "m.gguf", "dtype": "int8"}, "dtype: must be one of"),
         ("train", {}, "unknown engine command 'train'"),
     ],
 )

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "training.engine.dpo",
     "ppo": "training.engine.ppo",
     "sample": "training.engine.sampling",
+    "import-gguf": "training.engine.gguf_import",
 }
 
 EXIT_BAD_INPUT = 2

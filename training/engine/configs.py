@@ -184,6 +184,19 @@ class TinyConfig:
         require(self.num_heads % self.num_kv_heads == 0, "num_heads must be a multiple of num_kv_heads")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImportGgufConfig:
+    """`import-gguf`: a GGUF file (llama.cpp) converted into a save_pretrained folder, RUN_DIR/model."""
+
+    gguf_file: str  # required: the .gguf file, absolute or relative to the run dir
+    # dtype of the saved weights; the GGUF's (quantized) tensors are dequantized to float32 first, so
+    # float32 keeps them exactly and bfloat16 / float16 halve the folder
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    def __post_init__(self) -> None:
+        require(bool(self.gguf_file), "gguf_file must name a .gguf file")
+
+
 # Command name (as `python -m training.engine COMMAND` takes it) -> its Config class.
 COMMAND_CONFIGS: dict[str, type] = {
     "make-tiny": TinyConfig,
@@ -192,6 +205,7 @@ COMMAND_CONFIGS: dict[str, type] = {
     "dpo": DpoConfig,
     "ppo": PpoConfig,
     "sample": SampleConfig,
+    "import-gguf": ImportGgufConfig,
 }
 
 
