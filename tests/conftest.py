@@ -65,12 +65,8 @@ def api_client_for():
     return make
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db):
-    """Start a real Celery worker (separate process) on the test Redis broker and the test database.
-
-    Yields the Popen. Tests enqueue with `.delay()` and wait on the result through Redis.
-    """
+def celery_worker_env(**extra: str) -> dict:
+    """The environment of a worker process: the test database, the test Redis, and ``extra``."""
     env = dict(os.environ)
     db = settings.DATABASES["default"]
     env.update(
@@ -78,24 +74,52 @@ def celery_worker_process(transactional_db):
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         REDIS_URL=settings.CELERY_BROKER_URL,
         PYTHONPATH=str(ROOT),
+        RLHF_DATA_ROOT=str(settings.DATA_ROOT),
+        RLHF_MODEL_IMPORT_ROOTS=",".join(settings.RLHF_MODEL_IMPORT_ROOTS),
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool", "solo",
-         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
-         "--hostname", f"test-{os.getpid()}@%h"],
-        cwd=ROOT, env=env,
-    )
+    env.update(extra)
+    return env
+
+
+def celery_worker_start(*, name: str, queues: str = "default,gpu", env: dict | None = None) -> subprocess.Popen:
+    """Start a real Celery worker (solo pool) and wait until it answers a ping; return the Popen."""
     from config.celery import app
 
+    hostname = f"{name}-{os.getpid()}@%h"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
+         "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
+         "--hostname", hostname],
+        cwd=ROOT, env=env or celery_worker_env(), start_new_session=True,
+    )
     try:
-        _wait_until_worker_answers(app, worker, name_prefix=f"test-{os.getpid()}@")
+        _wait_until_worker_answers(app, worker, name_prefix=hostname.split("@")[0] + "@")
+    except BaseException:
+        worker.kill()
+        raise
+    return worker
+
+
+def celery_worker_stop(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """Start a real Celery worker (separate process) on the test Redis broker and the test database.
+
+    Yields the Popen. Tests enqueue with `.delay()` and wait on the result through Redis.
+    """
+    worker = celery_worker_start(name="test")
+    try:
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        celery_worker_stop(worker)
 
 
 def _wait_until_worker_answers(app, worker, *, name_prefix: str, timeout: float = 60) -> None:

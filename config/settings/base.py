@@ -165,6 +165,9 @@ else:
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'celery-results'}"
+# Redis redelivers a message not acknowledged within this many seconds (acks_late): a training run
+# outlasts it, so a duplicate message may arrive; the run's claim in the database makes it a no-op.
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int("RLHF_BROKER_VISIBILITY_TIMEOUT", 3600)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"training.tasks.gpu_*": {"queue": "gpu"}}
 CELERY_TASK_ACKS_LATE = True
@@ -178,6 +181,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Default entries; the database scheduler copies them into admin, where they can be edited.
 CELERY_BEAT_SCHEDULE = {
     "ranking-leases-purge-expired": {"task": "ranking.leases_purge_expired", "schedule": 15 * 60.0},
+    "training-loop-tick": {"task": "training.tasks.loop_tick", "schedule": float(env_int("RLHF_LOOP_TICK_SECONDS", 60))},
+    "training-runs-reconcile": {
+        "task": "training.tasks.runs_reconcile", "schedule": float(env_int("RLHF_RECONCILE_SECONDS", 30))
+    },
 }
 CELERY_TIMEZONE = TIME_ZONE
 # Training tasks set their own (long) limits; everything else must finish within this.
@@ -191,3 +198,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# ---- training runs on GPU workers (training/services/execution.py, reconcile.py) ----
+RLHF_RUN_MAX_ATTEMPTS = env_int("RLHF_RUN_MAX_ATTEMPTS", 3)  # attempts of a run before it fails for good
+RLHF_RUN_HEARTBEAT_SECONDS = env_int("RLHF_RUN_HEARTBEAT_SECONDS", 5)  # how often a worker says it is alive
+# a running run whose holder has not heartbeated for this long is given back to the queue (reconciler)
+RLHF_RUN_STALE_AFTER_SECONDS = env_int("RLHF_RUN_STALE_AFTER_SECONDS", 60)
+# a queued run whose message sat this long while a GPU worker stood idle is sent again (lost message)
+RLHF_RUN_REDISPATCH_SECONDS = env_int("RLHF_RUN_REDISPATCH_SECONDS", 60)
+RLHF_SNAPSHOT_REBUILD_SECONDS = env_int("RLHF_SNAPSHOT_REBUILD_SECONDS", 600)  # a snapshot building longer is resent
+RLHF_METRICS_SYNC_SECONDS = float(env_str("RLHF_METRICS_SYNC_SECONDS", "2"))  # metrics.jsonl → database
+RLHF_RUN_POLL_SECONDS = float(env_str("RLHF_RUN_POLL_SECONDS", "0.5"))  # the supervisor's loop period
+RLHF_GPU_TASK_TIME_LIMIT = env_int("RLHF_GPU_TASK_TIME_LIMIT", 7 * 24 * 3600)  # hard limit of one run's task
+# Folders (and GGUF files) may be registered as models only from under these roots.
+RLHF_MODEL_IMPORT_ROOTS = env_list("RLHF_MODEL_IMPORT_ROOTS", [str(DATA_ROOT)])

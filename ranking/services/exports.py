@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.db.models import Prefetch
 
@@ -24,27 +25,30 @@ PAIRS_CONSENSUS = "consensus"
 PAIR_MODES = (PAIRS_LABELER, PAIRS_CONSENSUS)
 
 
-def _tasks(*, project: Project, consensus_only: bool):
+def _tasks(*, project: Project, consensus_only: bool, rankings_until: datetime | None = None):
     tasks = RankingTask.objects.filter(project=project).exclude(status=TaskStatus.DISABLED).order_by("pk")
     if consensus_only:
         tasks = tasks.filter(consensus_order__isnull=False) | tasks.filter(is_gold=True)
-    return tasks.prefetch_related(
-        "responses", Prefetch("rankings", queryset=Ranking.objects.order_by("pk"))
-    ).iterator(chunk_size=500)
+    rankings = Ranking.objects.order_by("pk")
+    if rankings_until is not None:
+        rankings = rankings.filter(created_at__lte=rankings_until)
+    return tasks.prefetch_related("responses", Prefetch("rankings", queryset=rankings)).iterator(chunk_size=500)
 
 
 def preference_pairs(
-    *, project: Project, pairs: str = PAIRS_LABELER, include_all_bad: bool = True
+    *, project: Project, pairs: str = PAIRS_LABELER, include_all_bad: bool = True,
+    rankings_until: datetime | None = None,
 ) -> Iterator[dict]:
     """Yield {prompt, chosen, rejected, margin, group} for every preference of the project's rankings.
 
     ``pairs="labeler"``: every ranking's own pairs (imported preferences included).
     ``pairs="consensus"``: one ordering per task: the gold ranking for gold tasks, else the consensus.
     ``include_all_bad=False`` leaves out rankings whose labeler marked every answer bad (labeler pairs).
+    ``rankings_until`` leaves out rankings made after that instant (labeler pairs; a dataset snapshot's cut).
     """
     if pairs not in PAIR_MODES:
         raise ValueError(f"pairs must be one of {', '.join(PAIR_MODES)}")
-    for task in _tasks(project=project, consensus_only=pairs == PAIRS_CONSENSUS):
+    for task in _tasks(project=project, consensus_only=pairs == PAIRS_CONSENSUS, rankings_until=rankings_until):
         content = {response.pk: response.content for response in task.responses.all()}
         if pairs == PAIRS_CONSENSUS:
             order = task.gold_order if task.is_gold else task.consensus_order
