@@ -134,3 +134,58 @@ def test_keep_last_tokens_keeps_a_leading_bos():
     assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
     assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
     assert reward.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]
+
+
+def model_without_pad_token(tiny_model, folder):
+    """make-tiny's model saved as a Llama-style checkpoint: no pad token in tokenizer nor config."""
+    import json
+    import shutil
+
+    shutil.copytree(tiny_model, folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": None}))
+    return folder
+
+
+def test_a_tokenizer_without_pad_token_pads_with_eos(tiny_model, tmp_path):
+    model_path = model_without_pad_token(tiny_model, tmp_path / "no-pad")
+    assert AutoTokenizer.from_pretrained(model_path).pad_token is None
+    run = tmp_path / "run"
+    run.mkdir()
+    write_jsonl(run / "pairs.jsonl", marker_rankings(6, seed=4))
+    config = reward.Config(
+        model_path=str(model_path), max_steps=2, per_device_batch_size=4, eval_fraction=0.5
+    )
+
+    result = reward.main(config, RunDir(run))
+
+    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(run / "model")
+    assert result.status == "succeeded" and result.metrics["eval_pairs"] > 0
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
+    assert model.config.pad_token_id == tokenizer.eos_token_id
+
+
+def test_a_conversation_ending_in_the_padding_eos_is_scored_at_that_eos(tiny_model):
+    # EOS pads, and the chosen conversation ends in EOS (as Llama 3's turns end in <|eot_id|>): the
+    # score is the head's value there, where PPO reads it, not one token earlier
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).eval()
+    eos = AutoTokenizer.from_pretrained(tiny_model).eos_token_id
+    model.config.pad_token_id = eos
+    chosen, rejected = [5, 6, 7, eos], [5, 8]
+    batch = reward.DataCollatorForPreference(pad_token_id=eos)(
+        [{"chosen_ids": chosen, "rejected_ids": rejected, "margin": 0.0}]
+    )
+
+    with torch.no_grad():
+        chosen_score, rejected_score, _ = reward.score_pairs(model, batch)
+        expected = [
+            model.score(model.model(torch.tensor([ids])).last_hidden_state)[0, -1, 0]
+            for ids in (chosen, rejected)
+        ]
+
+    torch.testing.assert_close(chosen_score[0], expected[0])
+    torch.testing.assert_close(rejected_score[0], expected[1])

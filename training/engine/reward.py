@@ -1,7 +1,8 @@
 """`reward`: train a reward model (one score per conversation) on preference pairs.
 
 Input `RUN_DIR/<train_file>` holds pairs `{"prompt", "chosen", "rejected", "margin", "group"}` (see
-data.py). The model is `AutoModelForSequenceClassification` with one label, scoring the last token.
+data.py). The model is `AutoModelForSequenceClassification` with one label, scoring the last token (EOS pads
+when the tokenizer has no pad token).
 The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
 InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a pair longer
 than max_length is cut from the left, not dropped as TRL would, and counted in `truncated_pairs`);
@@ -58,6 +59,7 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
 
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    pad_with_eos_if_missing(tokenizer)
     # tokenized here, not by TRL: TRL silently drops pairs longer than max_length, we truncate them
     train_rows, train_cut = tokenize_pairs(train_pairs, tokenizer, config.max_length)
     eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, config.max_length)
@@ -76,6 +78,17 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
     )
     trainer.truncated_pairs = train_cut + eval_cut
     return trainer
+
+
+def pad_with_eos_if_missing(tokenizer) -> None:
+    """Pad with EOS when the tokenizer has no pad token (Llama-style); padding is masked out anyway."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is None:
+        raise EngineError(
+            "the model's tokenizer has neither a pad token nor an EOS token to pad the pairs with"
+        )
+    tokenizer.pad_token = tokenizer.eos_token
 
 
 def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
@@ -151,10 +164,36 @@ class RankingRewardTrainer(RewardTrainer):
 
 
 def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Score a collated batch in one forward pass; return (chosen scores, rejected scores, outputs)."""
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-    chosen, rejected = outputs.logits.squeeze(-1).float().chunk(2)
+    """Score a collated batch in one forward pass; return (chosen scores, rejected scores, outputs).
+
+    A conversation's score is the score head's output at its last attended token, which the head's
+    forward hook hands us. Not the classifier's own pooling, the last token that differs from the pad
+    token: when EOS pads (a tokenizer without pad token), a conversation ending in EOS (Llama 3's
+    <|eot_id|>) would be scored one token early, where PPO, reading the reward model at the answer's
+    last token, never looks.
+    """
+    head = _score_head(model)
+    per_token = []
+    hook = head.register_forward_hook(lambda module, args, output: per_token.append(output))
+    try:
+        outputs = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+        )
+    finally:
+        hook.remove()
+    mask = inputs["attention_mask"]
+    last = (mask * torch.arange(mask.size(1), device=mask.device)).argmax(1)
+    scores = per_token[-1].squeeze(-1).float()[torch.arange(mask.size(0), device=mask.device), last]
+    chosen, rejected = scores.chunk(2)
     return chosen, rejected, outputs
+
+
+def _score_head(model) -> torch.nn.Module:
+    """Return the sequence classifier's score head under DDP's and peft's wrappers."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    if hasattr(model, "get_base_model"):  # peft: the head is its trained copy (modules_to_save)
+        model = model.get_base_model()
+    return model.score
 
 
 @torch.no_grad()
