@@ -1,7 +1,7 @@
-"""Run the whole platform on one machine: web (gunicorn), a Celery worker and Celery beat.
+"""Run the whole platform on one machine: web (gunicorn), a Celery worker, a GPU-queue worker and beat.
 
 `make run` calls this after installing. It migrates, seeds the demo, collects static files,
-starts the three processes and stops them all on Ctrl-C (or when any one of them dies).
+starts the four processes and stops them all on Ctrl-C (or when any one of them dies).
 Embedded defaults: SQLite without DATABASE_URL, kombu's filesystem broker without REDIS_URL.
 """
 
@@ -36,14 +36,17 @@ def main() -> int:
     _manage("createcachetable")
     _manage("seed_demo")
     _manage("ranking_seed_demo")
+    _manage("training_seed_demo")
     _manage("collectstatic", "--noinput", "-v", "0")
 
     commands = {
         "web": [str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"{host}:{port}",
                 "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"],
-        # one local worker serves both queues; GPU nodes run their own worker on queue "gpu"
-        "worker": [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default,gpu", "--concurrency", "2",
+        "worker": [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default", "--concurrency", "2",
                    "--loglevel", "INFO", "--hostname", "local@%h"],
+        # the laptop's own "GPU worker": one run at a time, on the CPU when there is no GPU
+        "gpu-worker": [str(BIN / "celery"), "-A", "config", "worker", "-Q", "gpu", "--pool", "solo",
+                       "--prefetch-multiplier", "1", "--loglevel", "INFO", "--hostname", "local-gpu@%h"],
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
                  "--schedule", str(var_dir / "celerybeat-schedule")],
     }
@@ -53,7 +56,7 @@ def main() -> int:
     print(
         f"\n  rlhf-studio is starting on http://{host}:{port}/  (health: http://{host}:{port}/healthz)\n"
         f"  demo logins: admin, manager, reviewer, labeler1, labeler2, labeler3, engineer\n"
-        f"  password: {password}\n  Ctrl-C stops web, worker and beat.\n",
+        f"  password: {password}\n  Ctrl-C stops web, workers and beat.\n",
         flush=True,
     )
 
