@@ -29,6 +29,7 @@ def test_a_tiny_model_is_fine_tuned_then_sampled_into_ranking_tasks(project, gpu
     sft = run_finished(run_trigger(project=project, kind="sft", input_model=base, config_overrides=SFT_QUICK))
     assert sft.state == RunState.SUCCEEDED, sft.error
     assert sft.attempt == 1
+    assert (sft.step, sft.total_steps, sft.progress) == (3, 3, 1.0)
     assert sft.snapshot.row_count == 6 and len(sft.snapshot.sha256) == 64
     policy = sft.output_model
     assert policy.kind == ModelKind.SFT and policy.parent == base and policy.snapshot == sft.snapshot

@@ -142,7 +142,8 @@ class RunFolderCallback(TrainerCallback):
         if "train_runtime" in figures:
             return  # the end-of-training summary repeats the last step; it goes to result.json only
         if figures and state.is_world_process_zero:
-            self.metrics.log(state.global_step, **figures)
+            # total_steps lets the web side show progress and an ETA
+            self.metrics.log(state.global_step, **figures, total_steps=state.max_steps)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop.requested_on_any_rank():

@@ -323,7 +323,9 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
             "episodes": step * cfg.rollout_batch_size * world,
         }
         if step % cfg.log_every == 0 or step == total_steps:
-            metrics_log.log(step, loss=figures["pg_loss"] + cfg.vf_coef * figures["vf_loss"], **figures)
+            metrics_log.log(
+                step, loss=figures["pg_loss"] + cfg.vf_coef * figures["vf_loss"], total_steps=total_steps, **figures
+            )
         stopping = stop.requested_on_any_rank()
         if step % cfg.save_every == 0 or stopping:
             save_checkpoint(cfg, accelerator, model, optimizer, scheduler, tokenizer, run_dir, step)
