@@ -45,6 +45,9 @@ def test_gpu_worker_takes_the_gpu_queue_one_run_at_a_time_on_an_nvidia_device():
     command = service["command"]
     assert command[command.index("-Q") + 1] == "gpu"
     assert command[command.index("--concurrency") + 1] == "1"
+    # the solo pool: the run's supervisor sees the worker's shutdown signal and checkpoints the engine
+    assert command[command.index("--pool") + 1] == "solo"
+    assert service["stop_grace_period"]
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
 
