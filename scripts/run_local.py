@@ -21,7 +21,7 @@ def _manage(*args: str) -> None:
 
 
 def _prepare_embedded_dirs(var_dir: Path) -> None:
-    for sub in ("broker/queue", "broker/processed", "celery-results", "data", "media"):
+    for sub in ("broker/queue", "broker/processed", "broker/control", "celery-results", "data", "media"):
         (var_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
