@@ -58,23 +58,32 @@ def _object_get(queryset: QuerySet, *, user: AbstractBaseUser, object_id, what: 
 
 def run_get_for_user(*, user, run_id) -> TrainingRun:
     return _object_get(
-        TrainingRun.objects.select_related("snapshot", "input_model", "reward_model"), user=user,
+        TrainingRun.objects.select_related(
+            "snapshot", "input_model", "reward_model", "output_model", "sampling_job", "created_by"
+        ),
+        user=user,
         object_id=run_id, what="run",
     )
 
 
 def model_get_for_user(*, user, model_id) -> ModelVersion:
     return _object_get(
-        ModelVersion.objects.select_related("parent", "run", "snapshot"), user=user, object_id=model_id, what="model"
+        ModelVersion.objects.select_related("parent", "run", "snapshot", "created_by"), user=user, object_id=model_id,
+        what="model",
     )
 
 
 def snapshot_get_for_user(*, user, snapshot_id) -> DatasetSnapshot:
-    return _object_get(DatasetSnapshot.objects.all(), user=user, object_id=snapshot_id, what="snapshot")
+    return _object_get(
+        DatasetSnapshot.objects.select_related("created_by"), user=user, object_id=snapshot_id, what="snapshot"
+    )
 
 
 def sampling_job_get_for_user(*, user, job_id) -> SamplingJob:
-    return _object_get(SamplingJob.objects.select_related("run", "model"), user=user, object_id=job_id, what="sampling job")
+    return _object_get(
+        SamplingJob.objects.select_related("run", "model", "created_by"), user=user, object_id=job_id,
+        what="sampling job",
+    )
 
 
 def _visible(queryset: QuerySet, *, user, project: Project | None) -> QuerySet:
@@ -89,22 +98,34 @@ def run_list(*, user, project: Project | None = None, kind: str | None = None, s
         runs = runs.filter(kind=kind)
     if state:
         runs = runs.filter(state=state)
-    return runs.select_related("project", "snapshot", "input_model", "reward_model", "output_model").order_by("-id")
+    return runs.select_related(
+        "project", "snapshot", "input_model", "reward_model", "output_model", "sampling_job", "created_by"
+    ).order_by("-id")
 
 
 def model_list(*, user, project: Project | None = None, kind: str | None = None) -> QuerySet:
     models = _visible(ModelVersion.objects.all(), user=user, project=project)
     if kind:
         models = models.filter(kind=kind)
-    return models.select_related("project", "parent", "run", "snapshot").order_by("-id")
+    return models.select_related("project", "parent", "run", "snapshot", "created_by").order_by("-id")
 
 
-def snapshot_list(*, user, project: Project | None = None) -> QuerySet:
-    return _visible(DatasetSnapshot.objects.all(), user=user, project=project).order_by("-id")
+def snapshot_list(
+    *, user, project: Project | None = None, kind: str | None = None, state: str | None = None
+) -> QuerySet:
+    snapshots = _visible(DatasetSnapshot.objects.all(), user=user, project=project)
+    if kind:
+        snapshots = snapshots.filter(kind=kind)
+    if state:
+        snapshots = snapshots.filter(state=state)
+    return snapshots.select_related("created_by").order_by("-id")
 
 
-def sampling_job_list(*, user, project: Project | None = None) -> QuerySet:
-    return _visible(SamplingJob.objects.all(), user=user, project=project).select_related("run", "model").order_by("-id")
+def sampling_job_list(*, user, project: Project | None = None, state: str | None = None) -> QuerySet:
+    jobs = _visible(SamplingJob.objects.all(), user=user, project=project)
+    if state:
+        jobs = jobs.filter(run__state=state)
+    return jobs.select_related("run", "model", "created_by").order_by("-id")
 
 
 def metric_points(*, run: TrainingRun, after_step: int | None = None, limit: int = 5000) -> list[dict]:
@@ -112,6 +133,22 @@ def metric_points(*, run: TrainingRun, after_step: int | None = None, limit: int
     if after_step is not None:
         points = points.filter(step__gt=after_step)
     return [{"step": point.step, **point.values} for point in points[:limit]]
+
+
+def metric_point_latest(*, run: TrainingRun) -> dict | None:
+    """Return the run's newest logged point as ``{"step", ...figures}``, or None before the first."""
+    point = MetricPoint.objects.filter(run=run).order_by("-step").first()
+    return {"step": point.step, **point.values} if point else None
+
+
+def current_model_ids(*, project_ids) -> tuple[set[int], set[int]]:
+    """Return the ids of the current policies and of the current reward models of these projects."""
+    rows = LoopPolicy.objects.filter(project_id__in=project_ids).values_list("current_policy_id", "current_reward_model_id")
+    return {policy for policy, _ in rows if policy}, {reward for _, reward in rows if reward}
+
+
+def model_promotions(*, model: ModelVersion) -> QuerySet[Promotion]:
+    return model.promotions.select_related("promoted_by", "previous").order_by("-id")
 
 
 def workers_list() -> QuerySet[GpuWorker]:

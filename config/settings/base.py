@@ -144,6 +144,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several components have a "kind", "state" or "role" field with different choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelKindEnum": "training.models.ModelKind",
+        "RunKindEnum": "training.models.RunKind",
+        "TriggeredRunKindEnum": "training.api.runs.TRIGGERED_KIND_CHOICES",
+        "SnapshotKindEnum": "training.models.SnapshotKind",
+        "RunStateEnum": "training.models.RunState",
+        "SnapshotStateEnum": "training.models.SnapshotState",
+        "PromotionRoleEnum": "training.models.Promotion.Role",
+        "RunTriggerEnum": "training.models.RunTrigger",
+        "SamplingJobSourceEnum": "training.models.SamplingJob.Source",
+        "RoleEnum": "annotation.models.Role",  # the name it had before training came
+    },
 }
 
 # Failed logins allowed per username and per client address within the window, then 429.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -110,44 +111,83 @@ def run_config_build(
     return config
 
 
-def run_config_check(*, kind: str, config: dict) -> None:
-    """Run the engine's start-up check on the config; a refusal is a 400 that names the field."""
+_KEY_SEGMENT = re.compile(r"[A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*)*$")
+_KEY_NAMED = re.compile(r"(?:unknown key|missing required key) '([^']+)'")
+_KEY_LEADING = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*) (?:must\b|')")  # "lora.r must…", "reward_model '…'"
+
+
+def _engine_error_key(message: str) -> tuple[list[str], str]:
+    """Split an engine config error into the key path it starts with and the reason.
+
+    "config.json: lora: r: must be an integer, got 'x'" -> (["lora", "r"], "must be an integer, got 'x'");
+    list items become numbered segments ("target_modules[0]" -> "target_modules", "0").
+    """
+    rest = message.removeprefix("config.json: ").removeprefix("config: ")
+    path: list[str] = []
+    while ": " in rest:
+        head, tail = rest.split(": ", 1)
+        if not _KEY_SEGMENT.match(head):
+            break
+        path.extend(re.sub(r"\[(\d+)\]", r".\1", head).split("."))
+        rest = tail
+    return path, rest
+
+
+def run_config_check(*, kind: str, config: dict, field: str = "config") -> None:
+    """Run the engine's start-up check on the config; a refusal is a 400 whose ``errors`` names the key.
+
+    ``field`` is where the config came from in the request: ``config`` (a run's overrides) gives
+    ``{"errors": {"config.learning_rat": ["unknown key 'learning_rat' (did you mean 'learning_rate'?)"]}}``;
+    ``config_templates.sft`` names a key of the loop's SFT template.
+    """
     try:
         validate_command_config(kind, config)
     except EngineError as error:
-        message = str(error).removeprefix("config.json: ").removeprefix("config: ")
-        field = message.split(":", 1)[0].strip() if ":" in message else "config"
+        path, reason = _engine_error_key(str(error))
+        named = _KEY_NAMED.match(reason)
+        key = path + [named.group(1)] if named else path
+        if not key and (leading := _KEY_LEADING.match(reason)):
+            key = [leading.group(1)]
+        where = ".".join([field, *path])
         raise ApplicationError(
-            f"config: {message}", extra={"errors": {f"config.{field}" if field != "config" else "config": [message]}}
+            f"{where}: {reason}", extra={"errors": {".".join([field, *key]): [reason]}}
         ) from None
+
+
+def _refused(field: str, message: str) -> ApplicationError:
+    """A 400 whose ``errors`` names the request field at fault."""
+    return ApplicationError(message, extra={"errors": {field: [message]}})
 
 
 def _inputs_check(*, project: Project, kind: str, input_model, reward_model, snapshot) -> None:
     spec = RUN_SPECS[kind]
     for label, model in (("input_model", input_model), ("reward_model", reward_model)):
         if model is not None and model.project_id != project.pk:
-            raise ApplicationError(f"{label} belongs to another project.")
+            raise _refused(label, f"{label} belongs to another project.")
     if spec.input_kinds and input_model is None:
-        raise ApplicationError(f"A {kind} run needs input_model: the model it starts from.")
+        raise _refused("input_model", f"A {kind} run needs input_model: the model it starts from.")
     if input_model is not None and input_model.kind not in spec.input_kinds:
-        raise ApplicationError(
-            f"input_model is a {input_model.kind} model; a {kind} run starts from one of: {', '.join(spec.input_kinds)}."
+        raise _refused(
+            "input_model",
+            f"input_model is a {input_model.kind} model; a {kind} run starts from one of: {', '.join(spec.input_kinds)}.",
         )
     if kind == RunKind.PPO and reward_model is None:
-        raise ApplicationError("A ppo run needs reward_model: the reward model that scores its answers.")
+        raise _refused("reward_model", "A ppo run needs reward_model: the reward model that scores its answers.")
     if reward_model is not None and kind != RunKind.PPO:
-        raise ApplicationError("Only a ppo run takes reward_model.")
+        raise _refused("reward_model", "Only a ppo run takes reward_model.")
     if reward_model is not None and reward_model.kind != ModelKind.REWARD:
-        raise ApplicationError(f"reward_model is a {reward_model.kind} model, not a reward model.")
+        raise _refused("reward_model", f"reward_model is a {reward_model.kind} model, not a reward model.")
     if snapshot is not None:
         if snapshot.project_id != project.pk:
-            raise ApplicationError("snapshot belongs to another project.")
+            raise _refused("snapshot", "snapshot belongs to another project.")
         if spec.snapshot_kind is None:
-            raise ApplicationError(f"A {kind} run reads no snapshot.")
+            raise _refused("snapshot", f"A {kind} run reads no snapshot.")
         if snapshot.kind != spec.snapshot_kind:
-            raise ApplicationError(f"A {kind} run reads a {spec.snapshot_kind} snapshot; this one is {snapshot.kind}.")
+            raise _refused(
+                "snapshot", f"A {kind} run reads a {spec.snapshot_kind} snapshot; this one is {snapshot.kind}."
+            )
         if snapshot.state == SnapshotState.FAILED:
-            raise ApplicationError(f"snapshot {snapshot.pk} failed to build: {snapshot.error}")
+            raise _refused("snapshot", f"snapshot {snapshot.pk} failed to build: {snapshot.error}")
 
 
 def _dedup_key(*, kind, input_model, reward_model, snapshot, overrides, extra, trigger) -> str:
@@ -181,7 +221,7 @@ def run_trigger(
     same instant makes one run: the second raises ConflictError naming the first.
     """
     if kind not in RUN_SPECS:
-        raise ApplicationError(f"kind must be one of {', '.join(RUN_SPECS)}; got {kind!r}.")
+        raise _refused("kind", f"kind must be one of {', '.join(RUN_SPECS)}; got {kind!r}.")
     if project.is_archived:
         raise ApplicationError("The project is archived: it starts no new runs.")
     spec = RUN_SPECS[kind]
@@ -191,7 +231,7 @@ def run_trigger(
         overrides=config_overrides, extra_wiring=extra_wiring,
     )
     if output_name and ModelVersion.objects.filter(project=project, name=output_name).exists():
-        raise ApplicationError(f"A model version named {output_name!r} exists already in this project.")
+        raise _refused("name", f"A model version named {output_name!r} exists already in this project.")
     dedup_key = _dedup_key(kind=kind, input_model=input_model, reward_model=reward_model, snapshot=snapshot,
                            overrides=config_overrides, extra=[extra_wiring or {}, output_name], trigger=trigger)
     try:
