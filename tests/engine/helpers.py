@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,16 @@ def run_engine_cli(command: str, run_dir: Path, timeout: float = 300) -> subproc
         timeout=timeout,
         env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
+
+
+def model_without_pad_token(tiny_model: Path, folder: Path) -> Path:
+    """make-tiny's model saved as a Llama-style checkpoint: no pad token in tokenizer nor config."""
+    from transformers import AutoTokenizer
+
+    shutil.copytree(tiny_model, folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": None}))
+    return folder

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from tests.engine.helpers import read_jsonl, write_jsonl
+from tests.engine.helpers import model_without_pad_token, read_jsonl, write_jsonl
 from training.engine import reward
 from training.engine.config import config_from_dict
 from training.engine.run_dir import RunDir
@@ -134,20 +134,6 @@ def test_keep_last_tokens_keeps_a_leading_bos():
     assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
     assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
     assert reward.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]
-
-
-def model_without_pad_token(tiny_model, folder):
-    """make-tiny's model saved as a Llama-style checkpoint: no pad token in tokenizer nor config."""
-    import json
-    import shutil
-
-    shutil.copytree(tiny_model, folder)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    tokenizer.pad_token = None
-    tokenizer.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": None}))
-    return folder
 
 
 def test_a_tokenizer_without_pad_token_pads_with_eos(tiny_model, tmp_path):

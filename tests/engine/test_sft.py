@@ -2,7 +2,7 @@ import json
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.engine.helpers import read_jsonl, write_config, write_jsonl
+from tests.engine.helpers import model_without_pad_token, read_jsonl, write_config, write_jsonl
 from training.engine import sft
 from training.engine.config import config_from_dict
 from training.engine.run_dir import RunDir
@@ -98,3 +98,16 @@ def test_sft_with_lora_saves_a_merged_model(tiny_model, tmp_path):
         if not a.equal(b)
     ]
     assert changed and all("proj" in name for name in changed)  # adapters merged into the linear layers
+
+
+def test_sft_trains_a_model_whose_tokenizer_has_no_pad_token(tiny_model, tmp_path):
+    model_path = model_without_pad_token(tiny_model, tmp_path / "no-pad")
+    run = write_config(tmp_path / "run")
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    write_jsonl(run / "train.jsonl", [{"messages": CONVERSATION}, {"messages": short}] * 2)
+
+    result = sft.main(
+        sft.Config(model_path=str(model_path), max_steps=2, per_device_batch_size=2), RunDir(run)
+    )
+
+    assert result.status == "succeeded"  # TRL pads with EOS; padding is never a label
