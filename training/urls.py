@@ -1,5 +1,6 @@
 from django.urls import path
 
+from training import views
 from training.api import loop as loop_api
 from training.api import model_versions as model_api
 from training.api import runs as run_api
@@ -8,6 +9,10 @@ from training.api import snapshots as snapshot_api
 from training.api import workers as worker_api
 
 urlpatterns = [
+    # pages
+    path("projects/<id:project_id>/training/", views.training_home, name="training-home"),
+    path("projects/<id:project_id>/training/runs/<id:run_id>/", views.run_detail, name="training-run"),
+    path("projects/<id:project_id>/training/models/", views.models_page, name="training-models"),
     # API
     path("api/models/", model_api.ModelVersionListCreateApi.as_view(), name="api-training-models"),
     path("api/models/<id:model_id>/", model_api.ModelVersionDetailApi.as_view(), name="api-training-model-detail"),
