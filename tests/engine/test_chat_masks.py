@@ -1,20 +1,22 @@
 """SFT's assistant mask from templates without `{% generation %}` markers, token by token.
 
 The templates are the real ones (SmolLM2-135M-Instruct's ChatML as its GGUF and tokenizer_config
-carry it, Meta-Llama-3-8B-Instruct's, Llama-2-chat's) on make-tiny's locally trained BPE, given
-the special tokens each template writes.
+carry it, Meta-Llama-3-8B-Instruct's, Llama-2-chat's, Qwen3's as TRL ships it) on make-tiny's
+locally trained BPE, given the special tokens each template writes.
 """
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import trl
 from transformers import AutoTokenizer
 
 from tests.engine.helpers import read_jsonl, write_config, write_jsonl
 from training.engine import sft, tiny
 from training.engine.__main__ import main as cli_main
-from training.engine.chat_masks import tokenize_with_assistant_mask
+from training.engine.chat_masks import marked_template, tokenize_dialogues, tokenize_with_assistant_mask
 from training.engine.errors import EngineError
 from training.engine.run_dir import RunDir
 
@@ -72,17 +74,22 @@ def tokenizer_for(template: str):
     return tokenizer
 
 
+def trained_runs(ids: list[int], mask: list[int]) -> list[list[int]]:
+    """The trained tokens, one list per unbroken run (one per assistant turn)."""
+    runs = []
+    for index, (token, trained) in enumerate(zip(ids, mask, strict=True)):
+        if trained and (index == 0 or not mask[index - 1]):
+            runs.append([])
+        if trained:
+            runs[-1].append(token)
+    return runs
+
+
 def trained_and_untrained(tokenizer, messages):
     """Return (the trained runs of ids, the untrained text) after checking the ids are the template's."""
     ids, mask = tokenize_with_assistant_mask(tokenizer, messages)
     assert ids == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-    runs, previous = [], 0
-    for token, trained in zip(ids, mask, strict=True):
-        if trained and not previous:
-            runs.append([])
-        if trained:
-            runs[-1].append(token)
-        previous = trained
+    runs = trained_runs(ids, mask)
     untrained = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if not m])
     return runs, untrained
 
@@ -175,6 +182,29 @@ def test_a_template_that_is_not_prefix_preserving_is_a_clear_error():
         "rendered alone, messages[:2] with the generation prompt reads"
     )
     assert "<think>" in message
+
+
+def test_the_prefix_method_serves_templates_without_markers_that_trl_does_not_know():
+    assert marked_template(tokenizer_for(SMOLLM2_TEMPLATE)) is None
+    assert marked_template(tokenizer_for(LLAMA2_TEMPLATE)) is None
+    assert marked_template(tiny.build_tokenizer(vocab_size=512)) == tiny.CHAT_TEMPLATE  # its own markers
+
+
+def test_a_template_trl_knows_is_masked_by_trls_marked_version_even_if_not_prefix_preserving():
+    qwen3 = (Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+    tokenizer = tokenizer_for(qwen3)
+    with pytest.raises(EngineError, match="not prefix-preserving"):  # its generation prompt lacks <think>
+        tokenize_with_assistant_mask(tokenizer, DIALOGUE)
+
+    [(ids, mask)] = tokenize_dialogues(tokenizer, [DIALOGUE], where="train.jsonl")
+
+    trained = [tokenizer.decode(run) for run in trained_runs(ids, mask)]
+    # TRL's training template writes the empty thinking block into every answer and marks the
+    # newline after <|im_end|> too
+    assert trained == [
+        "<think>\n\n</think>\n\nParis.<|im_end|>\n",
+        "<think>\n\n</think>\n\nSeven days.<|im_end|>\n",
+    ]
 
 
 def model_with_template(tiny_model, folder, template):

@@ -2,20 +2,20 @@
 
 Input `RUN_DIR/<train_file>` holds `{"messages": [...]}` lines. The loss covers the assistant's
 tokens only: each answer and the special token that ends its turn, never system, user or role
-headers. The mask is built here (chat_masks.py) by rendering each dialogue prefix by prefix with the
-model's own chat template, so any prefix-preserving template works (ChatML, Llama, Mistral, …), with
-or without `{% generation %}` markers; a template that is not prefix-preserving fails the run with
-exit 2. TRL receives the tokenized rows with their labels and does the batching, packing and loop.
+headers. The mask is built here (chat_masks.py): from the template's `{% generation %}` markers, or
+TRL's marked version of it for the families TRL knows, or else by rendering each dialogue prefix by
+prefix with the model's own template, so any prefix-preserving template works (SmolLM2's ChatML,
+Llama 2, Mistral, …); a template none of these can mask fails the run with exit 2. TRL receives the
+tokenized rows with their labels and does the batching, truncation, packing and loop.
 """
 
 from __future__ import annotations
 
 import random
 
-from training.engine.chat_masks import tokenize_with_assistant_mask
+from training.engine.chat_masks import tokenize_dialogues
 from training.engine.configs import SftConfig as Config
 from training.engine.data import read_dialogues
-from training.engine.errors import EngineError
 from training.engine.hf import logged_and_evaluated, lora_config, train_in_run_folder, trainer_arguments
 from training.engine.run_dir import Result, RunDir
 
@@ -42,9 +42,14 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
     set_seed(config.seed)
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    rows = tokenize_dialogues(
-        tokenizer, read_dialogues(run_dir.input_file(config.train_file)), config.train_file
-    )
+    dialogues = [row["messages"] for row in read_dialogues(run_dir.input_file(config.train_file))]
+    rows = [
+        {
+            "input_ids": ids,
+            "labels": [token if trained else -100 for token, trained in zip(ids, mask, strict=True)],
+        }
+        for ids, mask in tokenize_dialogues(tokenizer, dialogues, where=config.train_file)
+    ]
     random.Random(config.seed).shuffle(rows)  # a seeded hold-out, the same on every rank and rerun
     held_out = int(len(rows) * config.eval_fraction)
     train_rows, eval_rows = rows[held_out:], rows[:held_out]
@@ -68,15 +73,3 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list):
         peft_config=lora_config(config, task_type="CAUSAL_LM"),
         callbacks=callbacks,
     )
-
-
-def tokenize_dialogues(tokenizer, dialogues: list[dict], file_name: str) -> list[dict[str, list[int]]]:
-    """Return {"input_ids", "labels"} rows: labels are the ids on assistant tokens, -100 elsewhere."""
-    rows = []
-    for number, dialogue in enumerate(dialogues, start=1):
-        try:
-            ids, mask = tokenize_with_assistant_mask(tokenizer, dialogue["messages"])
-        except EngineError as error:
-            raise EngineError(f"{file_name} dialogue {number}: {error}") from None
-        rows.append({"input_ids": ids, "labels": [i if m else -100 for i, m in zip(ids, mask, strict=True)]})
-    return rows
