@@ -7,7 +7,9 @@ exactly once. Labelers still see the answers shuffled and unnamed; the generator
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -62,6 +64,9 @@ def sampling_job_start(
         raise ApplicationError("num_prompts must be at least 1.")
     if snapshot is not None and snapshot.kind != SnapshotKind.PROMPTS:
         raise ApplicationError("snapshot must be a prompts snapshot.")
+    config_overrides = dict(config_overrides or {})
+    # each job draws its own answers (the seed is kept in the run's config, so a rerun draws the same)
+    config_overrides.setdefault("seed", secrets.randbelow(2**31))
     with transaction.atomic():
         run = run_trigger(
             project=project, kind=RunKind.SAMPLE, input_model=model, snapshot=snapshot,
@@ -102,6 +107,9 @@ def sampling_job_ingest_for_run(*, run: TrainingRun, folder: Path | None) -> Sam
             skipped += 1
             continue
         seen_hashes.add(content_hash)
+        # another model may give the very answers an earlier job gave: still a task of this job; the
+        # job and the answers name it, so ingesting the same job twice finds it already there
+        task_hash = hashlib.sha256(f"sampling-job:{job.pk}:{content_hash}".encode()).hexdigest()
         try:
             task, responses = ranking_task_build(
                 project=project, context=context, source=TaskSource.SAMPLING, prompt=prompts.get(row.get("id")),
@@ -110,7 +118,7 @@ def sampling_job_ingest_for_run(*, run: TrainingRun, folder: Path | None) -> Sam
         except ValidationError:
             skipped += 1  # e.g. a context the ranking side refuses; the others still become tasks
             continue
-        task.import_hash = content_hash
+        task.import_hash = task_hash
         batch.append((task, responses))
         if len(batch) >= INGEST_BATCH:
             created_now, skipped_now = _save(project, batch)
