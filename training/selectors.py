@@ -232,8 +232,10 @@ class LoopStatus:
 
 
 def loop_policy_get(*, project: Project) -> LoopPolicy:
-    policy, _ = LoopPolicy.objects.get_or_create(project=project)
-    return policy
+    """Return the project's loop policy, or an unsaved default one (off) if nobody set it yet: reads never write."""
+    return LoopPolicy.objects.filter(project=project).select_related(
+        "base_model", "current_policy", "current_reward_model"
+    ).first() or LoopPolicy(project=project)
 
 
 def newest_model(*, project: Project, kinds: tuple[str, ...]) -> ModelVersion | None:

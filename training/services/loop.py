@@ -14,7 +14,7 @@ from django.utils import timezone
 from annotation.models import Project
 from config.exceptions import ApplicationError
 from training.models import LoopPolicy, Promotion, RunKind, RunTrigger
-from training.selectors import loop_status
+from training.selectors import loop_policy_get, loop_status
 from training.services.model_versions import model_promote
 from training.services.runs import run_trigger
 from training.services.sampling import sampling_job_start
@@ -75,7 +75,7 @@ def _step_start(*, project: Project, key: str, inputs: dict, started_by=None) ->
         model_promote(model=model, promoted_by=started_by, automatic=started_by is None, reason="loop")
         return f"promoted {model.name}"
     if key == "sample":
-        policy = LoopPolicy.objects.get(project=project)
+        policy = loop_policy_get(project=project)
         job = sampling_job_start(
             project=project, model=inputs["model"], num_prompts=policy.prompts_per_sampling_job, trigger=trigger,
             created_by=started_by,
