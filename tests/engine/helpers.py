@@ -11,6 +11,25 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# SmolLM2-135M-Instruct's chat template, as its GGUF and tokenizer_config carry it: ChatML with a
+# default system turn, each turn followed by a newline after its <|im_end|>
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def smollm2_like_tokenizer():
+    """make-tiny's BPE dressed as SmolLM2's tokenizer: its template, <|im_start|> as BOS, <|im_end|> as EOS."""
+    from training.engine import tiny
+
+    tokenizer = tiny.build_tokenizer(vocab_size=512)
+    tokenizer.chat_template = SMOLLM2_TEMPLATE
+    tokenizer.bos_token = "<|im_start|>"  # as SmolLM2's tokenizer_config has it
+    return tokenizer
+
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     """Write rows as JSON lines; return the path."""

@@ -13,19 +13,13 @@ import pytest
 import trl
 from transformers import AutoTokenizer
 
-from tests.engine.helpers import read_jsonl, write_config, write_jsonl
+from tests.engine.helpers import SMOLLM2_TEMPLATE, read_jsonl, write_config, write_jsonl
 from training.engine import sft, tiny
 from training.engine.__main__ import main as cli_main
 from training.engine.chat_masks import marked_template, tokenize_dialogues, tokenize_with_assistant_mask
 from training.engine.errors import EngineError
 from training.engine.run_dir import RunDir
 
-SMOLLM2_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 LLAMA3_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
     "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"

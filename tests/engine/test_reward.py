@@ -5,8 +5,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from tests.engine.helpers import model_without_pad_token, read_jsonl, write_jsonl
-from training.engine import reward
+from training.engine import reward, reward_model
 from training.engine.config import config_from_dict
+from training.engine.conversations import render_scored
 from training.engine.run_dir import RunDir
 
 MARKER = "banana"
@@ -68,12 +69,10 @@ def test_saved_reward_model_scores_unseen_answers_with_the_marker_higher(trained
     model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
     prompt = [{"role": "user", "content": "Tell me about the dog."}]
 
-    def score(answer: str) -> float:
-        text = tokenizer.apply_chat_template(
-            prompt + [{"role": "assistant", "content": answer}], tokenize=False
-        )
+    def score(answer: str) -> float:  # at the answer's <|im_end|>, as reward trained it and PPO reads it
+        ids = render_scored(tokenizer, prompt + [{"role": "assistant", "content": answer}])
         with torch.no_grad():
-            return model(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits.item()
+            return model(input_ids=torch.tensor([ids])).logits.item()
 
     assert score(f"the dog can read a {MARKER} story") > score("the dog can read a good story")
     assert score(f"{MARKER} sun day") > score("milk sun day")
@@ -123,17 +122,15 @@ def test_pairs_longer_than_max_length_are_cut_from_the_left_not_dropped(tiny_mod
     assert result.metrics["eval_pairs"] == 6  # three held-out rankings of two pairs, none lost
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rows, truncated = reward.tokenize_pairs([{**pairs[0], "weight": 1.0}], tokenizer, max_length=48)
-    full = tokenizer.apply_chat_template(pairs[0]["prompt"] + pairs[0]["chosen"], return_dict=True)[
-        "input_ids"
-    ]
+    full = render_scored(tokenizer, pairs[0]["prompt"] + pairs[0]["chosen"])
     assert truncated == 1 and len(full) > 48
     assert rows[0]["chosen_ids"] == full[-48:]
 
 
 def test_keep_last_tokens_keeps_a_leading_bos():
-    assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
-    assert reward.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
-    assert reward.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]
+    assert reward_model.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
+    assert reward_model.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
+    assert reward_model.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]
 
 
 def test_a_tokenizer_without_pad_token_pads_with_eos(tiny_model, tmp_path):

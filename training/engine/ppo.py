@@ -196,6 +196,16 @@ def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Te
     return (~seen_before).float(), is_eos.any(dim=1)
 
 
+def scored_positions(mask: torch.Tensor, prompt_width: int) -> torch.Tensor:
+    """Return where the reward model reads each [prompt | response] row: the answer's last token.
+
+    That is its EOS, the end-of-turn token `reward` trains the score on (conversations.render_scored);
+    an answer cut at max_new_tokens has none and is scored at its last token (missing_eos_penalty
+    can mark it down).
+    """
+    return prompt_width + mask.sum(1).long() - 1
+
+
 # -- the loop ------------------------------------------------------------------------------------
 def main(cfg: Config, run_dir: RunDir) -> Result:
     """Train the policy with PPO against the reward model; resume from the newest checkpoint."""
@@ -388,7 +398,7 @@ def score_rollout(
             ref_logprobs.append(L.logprobs_of(ref_logits / cfg.temperature, resp))
             del ref_logits
             if reward_model is not None:
-                last = att.size(1) - width + mask[rows].sum(1).long() - 1
+                last = scored_positions(mask[rows], att.size(1) - width)
                 per_token = token_values(reward_model, ids, att, pos)
                 scores.append(per_token[torch.arange(len(rows), device=ids.device), last])
     logprobs, ref_logprobs = torch.cat(logprobs), torch.cat(ref_logprobs)

@@ -1,9 +1,9 @@
 """`reward`: train a reward model (one score per conversation) on preference pairs.
 
 Input `RUN_DIR/<train_file>` holds pairs `{"prompt", "chosen", "rejected", "margin", "group"}` (see
-data.py). The model is `AutoModelForSequenceClassification` with one label, scoring the last token (EOS pads
-when the tokenizer has no pad token).
-The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
+data.py). The model is `AutoModelForSequenceClassification` with one label, scoring each conversation
+at its answer's end-of-turn token, where PPO reads it (reward_model.py; EOS pads when the tokenizer
+has no pad token). The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
 InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a pair longer
 than max_length is cut from the left, not dropped as TRL would, and counted in `truncated_pairs`);
 TRL's RewardTrainer supplies batching and the training loop, and we swap in that loss. Whole
@@ -20,9 +20,9 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from training.engine.configs import RewardConfig as Config
 from training.engine.data import group_split, read_preference_pairs
-from training.engine.errors import EngineError
 from training.engine.hf import lora_config, train_in_run_folder, trainer_arguments
 from training.engine.losses import pairwise_reward_loss
+from training.engine.reward_model import pad_with_eos_if_missing, score_pairs, tokenize_pairs
 from training.engine.run_dir import MetricsLog, Result, RunDir
 
 
@@ -80,55 +80,6 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
     return trainer
 
 
-def pad_with_eos_if_missing(tokenizer) -> None:
-    """Pad with EOS when the tokenizer has no pad token (Llama-style); padding is masked out anyway."""
-    if tokenizer.pad_token is not None:
-        return
-    if tokenizer.eos_token is None:
-        raise EngineError(
-            "the model's tokenizer has neither a pad token nor an EOS token to pad the pairs with"
-        )
-    tokenizer.pad_token = tokenizer.eos_token
-
-
-def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
-    """Render prompt + chosen and prompt + rejected with the chat template, as TRL would.
-
-    A conversation longer than max_length keeps its last max_length tokens (and a leading BOS): the
-    prompt loses its oldest turns first and the score, read at the last token, still sees the whole
-    answer when it fits — the same left truncation PPO applies to prompts. Return the rows
-    (chosen_ids, rejected_ids, margin, weight) and how many pairs were truncated.
-    """
-    if pairs and not tokenizer.chat_template:
-        raise EngineError("the model's tokenizer has no chat template to render the pairs with")
-
-    def render(messages: list[dict]) -> list[int]:
-        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-
-    rows, truncated = [], 0
-    for pair in pairs:
-        chosen, rejected = render(pair["prompt"] + pair["chosen"]), render(pair["prompt"] + pair["rejected"])
-        truncated += max(len(chosen), len(rejected)) > max_length
-        rows.append(
-            {
-                "chosen_ids": keep_last_tokens(chosen, max_length, tokenizer.bos_token_id),
-                "rejected_ids": keep_last_tokens(rejected, max_length, tokenizer.bos_token_id),
-                "margin": pair["margin"],
-                "weight": pair["weight"],
-            }
-        )
-    return rows, truncated
-
-
-def keep_last_tokens(ids: list[int], max_length: int, bos_token_id: int | None) -> list[int]:
-    """Return the last max_length tokens of ids, keeping a leading BOS in front of them."""
-    if len(ids) <= max_length:
-        return ids
-    if bos_token_id is not None and ids[0] == bos_token_id and max_length > 1:
-        return ids[:1] + ids[len(ids) - max_length + 1 :]
-    return ids[-max_length:]
-
-
 class WeightedPreferenceCollator(DataCollatorForPreference):
     """TRL's preference collator (chosen rows first, then rejected) plus each pair's weight."""
 
@@ -161,39 +112,6 @@ class RankingRewardTrainer(RewardTrainer):
                 self.accelerator.gather_for_metrics(margin).mean().item()
             )
         return (loss, outputs) if return_outputs else loss
-
-
-def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Score a collated batch in one forward pass; return (chosen scores, rejected scores, outputs).
-
-    A conversation's score is the score head's output at its last attended token, which the head's
-    forward hook hands us. Not the classifier's own pooling, the last token that differs from the pad
-    token: when EOS pads (a tokenizer without pad token), a conversation ending in EOS (Llama 3's
-    <|eot_id|>) would be scored one token early, where PPO, reading the reward model at the answer's
-    last token, never looks.
-    """
-    head = _score_head(model)
-    per_token = []
-    hook = head.register_forward_hook(lambda module, args, output: per_token.append(output))
-    try:
-        outputs = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
-        )
-    finally:
-        hook.remove()
-    mask = inputs["attention_mask"]
-    last = (mask * torch.arange(mask.size(1), device=mask.device)).argmax(1)
-    scores = per_token[-1].squeeze(-1).float()[torch.arange(mask.size(0), device=mask.device), last]
-    chosen, rejected = scores.chunk(2)
-    return chosen, rejected, outputs
-
-
-def _score_head(model) -> torch.nn.Module:
-    """Return the sequence classifier's score head under DDP's and peft's wrappers."""
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    if hasattr(model, "get_base_model"):  # peft: the head is its trained copy (modules_to_save)
-        model = model.get_base_model()
-    return model.score
 
 
 @torch.no_grad()
