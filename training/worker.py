@@ -11,7 +11,7 @@ import threading
 
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 logger = logging.getLogger(__name__)
 
@@ -26,21 +26,22 @@ def _on_worker_ready(sender=None, **_kwargs) -> None:
     from training.services.execution import gpus_visible, worker_heartbeat, worker_name
 
     name, gpus = worker_name(), gpus_visible()
-    worker_heartbeat(name=name, gpu_names=gpus, current_run_id=None)
+    try:  # idle: a run that an earlier life of this name held is not ours
+        worker_heartbeat(name=name, gpu_names=gpus, current_run_id=None)
+    except DatabaseError as error:
+        logger.warning("gpu worker %s: not registered yet (%s); its heartbeat will", name, error)
     logger.info("gpu worker %s ready with %d GPU(s)", name, len(gpus))
     threading.Thread(target=_heartbeat_forever, args=(name, gpus), name="gpu-heartbeat", daemon=True).start()
 
 
 def _heartbeat_forever(name: str, gpus: list[str]) -> None:
-    from training.models import GpuWorker
+    from training.services.execution import worker_alive
 
     while not _stop.wait(settings.RLHF_RUN_HEARTBEAT_SECONDS):
         try:
-            from django.utils import timezone
-
-            GpuWorker.objects.filter(hostname=name).update(last_heartbeat=timezone.now())
-        except Exception:  # noqa: BLE001 - a database blip must not kill the heartbeat thread; it retries
-            logger.exception("gpu worker heartbeat failed; retrying")
+            worker_alive(name=name, gpu_names=gpus)
+        except DatabaseError as error:  # a database blip must not end the heartbeat: the next one retries
+            logger.warning("gpu worker %s: heartbeat failed (%s); retrying", name, error)
         finally:
             close_old_connections()
 

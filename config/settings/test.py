@@ -3,7 +3,7 @@
 TEST_DATABASE_NAME and REDIS_URL let several suites run side by side on one machine.
 """
 
-from config.env import env_str
+from config.env import env_int, env_str
 
 from .base import *  # noqa: F403
 from .base import database_from_env
@@ -23,7 +23,14 @@ CACHES = {
 }
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# Redis redelivers a task's unacknowledged message after RLHF_BROKER_VISIBILITY_TIMEOUT (as in base; a
+# reliability test shortens it), and a test worker looks for such messages every second rather than
+# kombu's ~100 s (its sweep every 10 s scans only every 10th time).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("RLHF_BROKER_VISIBILITY_TIMEOUT", 3600),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast hashing in tests only
 STORAGES = {

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from training.models import (
@@ -42,6 +42,7 @@ from training.services.storage import data_path, data_relative, file_sha256
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2  # the engine's exit code for bad config or data: retrying can't help
+ENGINE_STOP_GRACE_SECONDS = 120  # an engine asked to stop has this long to save its checkpoint
 ENGINE_LOG = "engine.log"
 SINGLE_PROCESS_KINDS = {RunKind.SAMPLE, RunKind.IMPORT_GGUF, RunKind.MAKE_TINY}
 
@@ -108,6 +109,12 @@ def worker_heartbeat(*, name: str, gpu_names: list[str], current_run_id: int | N
         )
 
 
+def worker_alive(*, name: str, gpu_names: list[str]) -> None:
+    """Refresh this worker's heartbeat; register it again (idle) if its row was deleted meanwhile."""
+    if not GpuWorker.objects.filter(hostname=name).update(last_heartbeat=timezone.now()):
+        worker_heartbeat(name=name, gpu_names=gpu_names, current_run_id=None)
+
+
 # ---- claim -------------------------------------------------------------------------------------------
 
 
@@ -123,8 +130,11 @@ def run_claim(*, run_id: int, worker: str) -> Claim | None:
     stale_before = timezone.now() - timedelta(seconds=settings.RLHF_RUN_STALE_AFTER_SECONDS)
     abandoned = run.state == RunState.RUNNING and (run.heartbeat_at is None or run.heartbeat_at < stale_before)
     if run.state != RunState.QUEUED and not abandoned:
+        # a duplicate message (Redis redelivery, a resend): the run is held or finished
+        logger.info("run %s not claimed: it is %s (attempt %s, %s)", run.pk, run.state, run.attempt, run.worker or "-")
         return None
     if run.snapshot_id and run.snapshot.state != SnapshotState.READY:
+        logger.info("run %s not claimed: its snapshot %s is %s", run.pk, run.snapshot_id, run.snapshot.state)
         return None
     seen = TrainingRun.objects.filter(pk=run.pk, state=run.state, attempt=run.attempt, heartbeat_at=run.heartbeat_at)
     if run.cancel_requested:
@@ -205,55 +215,160 @@ def run_execute(*, run_id: int, worker: str | None = None, gpu_names: list[str] 
     except (RunFolderError, OSError) as error:
         run_settle(claim=claim, exit_code=None, result=None, folder=None, error=str(error), retry=False)
         return "failed"
+    # Copying a large snapshot takes a while without heartbeats: the run may have been given to
+    # someone else meanwhile, or cancelled. Check before an engine touches the folder.
+    if not claim.holding().update(heartbeat_at=timezone.now()):
+        logger.warning("run %s: claim of attempt %s lost while preparing; not starting the engine", run_id, claim.attempt)
+        return "lost-claim"
+    if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
+        return run_settle(claim=claim, exit_code=None, result=None, folder=folder, stop_asked=True)
     worker_heartbeat(name=worker, gpu_names=gpu_names, current_run_id=run_id)
     try:
-        exit_code = _engine_supervise(claim=claim, run=run, folder=folder, gpu_count=len(gpu_names))
+        ended = _engine_supervise(claim=claim, run=run, folder=folder, gpu_count=len(gpu_names))
     finally:
-        worker_heartbeat(name=worker, gpu_names=gpu_names, current_run_id=None)
-    if exit_code is None:
+        _database_retrying(lambda: worker_heartbeat(name=worker, gpu_names=gpu_names, current_run_id=None),
+                           run_id=run_id, doing="marking the worker idle")
+    if ended is None:
         return "lost-claim"
     result = _result_read(folder)
-    return run_settle(claim=claim, exit_code=exit_code, result=result, folder=folder)
+    return _database_retrying(
+        lambda: run_settle(claim=claim, exit_code=ended.exit_code, result=result, folder=folder,
+                           stop_asked=ended.stop_asked),
+        run_id=run_id, doing="settling",
+    )
 
 
-def _engine_supervise(*, claim: Claim, run: TrainingRun, folder: Path, gpu_count: int) -> int | None:
-    """Run the engine until it exits; return its exit code, or None if the claim was lost meanwhile."""
+@dataclass(frozen=True)
+class EngineEnded:
+    exit_code: int
+    stop_asked: bool  # we sent SIGTERM (cancel or worker shutdown) before it ended
+
+
+def _engine_supervise(*, claim: Claim, run: TrainingRun, folder: Path, gpu_count: int) -> EngineEnded | None:
+    """Run the engine until it exits and say how it ended; None if the claim was lost meanwhile.
+
+    The engine runs in its own session, so nothing reaches it unless we send it: if this function
+    leaves by an exception, the engine is stopped (SIGTERM, so it checkpoints) before it goes on.
+    """
     command = engine_command(kind=run.kind, folder=folder, gpu_count=gpu_count)
-    env = {**os.environ, "PYTHONPATH": str(settings.BASE_DIR), "PYTHONUNBUFFERED": "1"}
+    # the project first, then whatever the worker's own PYTHONPATH holds (site folders on a GPU image)
+    python_path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the engine is plain Python
     with open(folder / ENGINE_LOG, "ab") as log:
         log.write(f"\n==== attempt {claim.attempt} on {claim.worker} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC: "
                   f"{' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(os.getpid()), *command],
+                                   cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    claim.holding().update(engine_started_at=timezone.now())
-    metrics = MetricsFollower(run_id=run.pk, path=folder / "metrics.jsonl")
-    stop_sent = False
-    last_heartbeat = 0.0
-    last_metrics = 0.0
+    try:
+        return _engine_watch(process, claim=claim, folder=folder)
+    except BaseException:
+        if process.poll() is None:
+            logger.exception("run %s: supervising the engine failed; stopping it", claim.run_id)
+            _stop_engine(process, grace_seconds=ENGINE_STOP_GRACE_SECONDS)
+        raise
+
+
+def _engine_watch(process: subprocess.Popen, *, claim: Claim, folder: Path) -> EngineEnded | None:
+    """Heartbeat, copy metrics and pass on a cancel or a shutdown until the engine exits.
+
+    A database error doesn't end the watch: the engine trains on, and the next heartbeat tries again
+    on a fresh connection. Had the run been given away meanwhile (our heartbeat went stale), that
+    heartbeat finds the claim lost.
+    """
+    metrics = MetricsFollower(run_id=claim.run_id, path=folder / "metrics.jsonl")
+    started_recorded = stop_sent = False
+    last_heartbeat = last_metrics = 0.0
     while True:
         exit_code = process.poll()
         now = time.monotonic()
         if exit_code is not None:
-            metrics.sync()
-            return exit_code
-        if now - last_metrics >= settings.RLHF_METRICS_SYNC_SECONDS:
-            metrics.sync()
-            last_metrics = now
-        if now - last_heartbeat >= settings.RLHF_RUN_HEARTBEAT_SECONDS:
-            last_heartbeat = now
-            if not claim.holding().update(heartbeat_at=timezone.now()):
-                logger.warning("run %s: claim of attempt %s lost; stopping its engine", claim.run_id, claim.attempt)
-                _stop_engine(process, grace_seconds=60)
-                return None
-            GpuWorker.objects.filter(hostname=claim.worker).update(last_heartbeat=timezone.now())
-            cancel = TrainingRun.objects.filter(pk=claim.run_id).values_list("cancel_requested", flat=True).first()
-            if (cancel or WorkerShutdown.requested) and not stop_sent:
-                logger.info("run %s: asking the engine to checkpoint and stop", claim.run_id)
-                _signal_engine(process, signal.SIGTERM)
-                stop_sent = True
+            _database_retrying(metrics.sync, run_id=claim.run_id, doing="copying the last metrics")
+            return EngineEnded(exit_code=exit_code, stop_asked=stop_sent)
+        try:
+            if not started_recorded:
+                claim.holding().update(engine_started_at=timezone.now())
+                started_recorded = True
+            if now - last_metrics >= settings.RLHF_METRICS_SYNC_SECONDS:
+                last_metrics = now
+                metrics.sync()
+            if now - last_heartbeat >= settings.RLHF_RUN_HEARTBEAT_SECONDS:
+                last_heartbeat = now
+                if not claim.holding().update(heartbeat_at=timezone.now()):
+                    # Someone else may hold the run now and train in this folder: the engine must
+                    # write nothing more (a SIGTERM would make it save a checkpoint), so kill it.
+                    logger.warning("run %s: claim of attempt %s lost; killing its engine", claim.run_id, claim.attempt)
+                    _signal_engine(process, signal.SIGKILL)
+                    process.wait()
+                    return None
+                GpuWorker.objects.filter(hostname=claim.worker).update(last_heartbeat=timezone.now())
+                cancel = TrainingRun.objects.filter(pk=claim.run_id).values_list("cancel_requested", flat=True).first()
+                if (cancel or WorkerShutdown.requested) and not stop_sent:
+                    logger.info("run %s: asking the engine to checkpoint and stop", claim.run_id)
+                    _signal_engine(process, signal.SIGTERM)
+                    stop_sent = True
+        except DatabaseError as error:
+            logger.warning("run %s: database error while supervising (%s); the engine trains on", claim.run_id, error)
+            close_old_connections()
         time.sleep(settings.RLHF_RUN_POLL_SECONDS)
+
+
+def _database_retrying(work, *, run_id: int, doing: str):
+    """Return work() once the database answers, trying again on a fresh connection for as long as the
+    run can still be ours (its stale window); then let the error through."""
+    deadline = time.monotonic() + settings.RLHF_RUN_STALE_AFTER_SECONDS
+    while True:
+        try:
+            return work()
+        except DatabaseError as error:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("run %s: database error while %s (%s); trying again", run_id, doing, error)
+            close_old_connections()
+            time.sleep(settings.RLHF_RUN_HEARTBEAT_SECONDS)
+
+
+# The engine runs in its own session, so signals meant for the worker (a terminal's Ctrl-C, a process
+# group kill) don't reach it by accident; but it must not outlive its worker either: a worker killed
+# with -9 would leave it training beside the run's next attempt. So it starts under this small
+# guardian, whose parent-death signal (Linux prctl PR_SET_PDEATHSIG) tells it that the worker died; it
+# then sends the engine one SIGTERM (checkpoint and stop). Not the engine's own parent-death signal:
+# the kernel sends that again each time a thread of the dying worker exits, and an engine's second
+# SIGTERM kills it in the middle of its checkpoint. The guardian lets the worker's SIGTERM (sent to the
+# whole group) reach the engine alone, and exits as the engine did. Elsewhere than Linux it only waits.
+_LAUNCHER = """
+import ctypes, os, signal, subprocess, sys
+
+worker, command, engine, told = int(sys.argv[1]), sys.argv[2:], None, False
+
+
+def worker_died(*_):
+    global told
+    if engine is not None and not told:
+        told = True
+        engine.send_signal(signal.SIGTERM)
+
+
+signal.signal(signal.SIGUSR1, worker_died)
+signal.signal(signal.SIGTERM, lambda *_: None)  # meant for the engine, which has it too (reset at exec)
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)
+except (AttributeError, OSError):
+    pass
+if os.getppid() != worker:
+    sys.exit("the worker died before the engine started")
+engine = subprocess.Popen(command)
+if os.getppid() != worker:
+    worker_died()
+code = engine.wait()
+if code < 0:
+    if -code != signal.SIGKILL:
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
 
 def _signal_engine(process: subprocess.Popen, signum: int) -> None:
@@ -264,6 +379,7 @@ def _signal_engine(process: subprocess.Popen, signum: int) -> None:
 
 
 def _stop_engine(process: subprocess.Popen, *, grace_seconds: float) -> None:
+    """Ask the engine to checkpoint and stop; kill it if it hasn't within the grace period."""
     _signal_engine(process, signal.SIGTERM)
     try:
         process.wait(timeout=grace_seconds)
@@ -299,7 +415,6 @@ class MetricsFollower:
             handle.seek(self.offset)
             data = handle.read()
         complete = data.rsplit(b"\n", 1)[0] + b"\n" if b"\n" in data else b""
-        self.offset += len(complete)
         by_step: dict[int, dict] = {}
         for raw in complete.splitlines():
             try:
@@ -308,10 +423,10 @@ class MetricsFollower:
             except (ValueError, KeyError, TypeError):
                 continue
             by_step.setdefault(step, {}).update(line)
-        if not by_step:
-            return 0
-        metric_points_merge(run_id=self.run_id, by_step=by_step)
-        self._progress(by_step)
+        if by_step:
+            metric_points_merge(run_id=self.run_id, by_step=by_step)
+            self._progress(by_step)
+        self.offset += len(complete)  # only once stored: after a database error the lines are read again
         return len(by_step)
 
     def _progress(self, by_step: dict[int, dict]) -> None:
@@ -368,15 +483,19 @@ def _time_of(values: dict):
 
 def run_settle(
     *, claim: Claim, exit_code: int | None, result: dict | None, folder: Path | None, error: str = "",
-    retry: bool = True,
+    retry: bool = True, stop_asked: bool = False,
 ) -> str:
     """Settle the attempt from result.json (never from torchrun's exit code); return the new state.
 
     succeeded → the model version is registered (once: it is one-to-one with the run) in the same
-    transaction; stopped → cancelled if a person asked, else queued again (the worker shut down);
-    failed with exit 2 → failed for good; a crash → queued again while attempts remain.
+    transaction; stopped → cancelled if a person asked, else queued again (the worker shut down: not
+    the run's fault, so the attempt is given back); failed with exit 2 → failed for good; a crash →
+    queued again while attempts remain. ``stop_asked``: we had sent SIGTERM; an engine that died of it
+    before it could save (it was still starting) stopped as asked all the same.
     """
     status = (result or {}).get("status")
+    if status is None and stop_asked:
+        status = "stopped"  # it resumes from its last complete checkpoint, as after any stop
     engine_error = (result or {}).get("error") or ""
     now = timezone.now()
     with transaction.atomic():
@@ -384,7 +503,7 @@ def run_settle(
         if run is None:
             return "lost-claim"
         run.result, run.exit_code = result, exit_code
-        fields = ["result", "exit_code", "state", "error", "finished_at", "heartbeat_at"]
+        fields = ["result", "exit_code", "state", "error", "finished_at", "heartbeat_at", "max_attempts"]
         if status == "succeeded":
             run.state, run.error, run.finished_at = RunState.SUCCEEDED, "", now
             _output_register(run=run, result=result, folder=folder)
@@ -395,6 +514,7 @@ def run_settle(
             run.state, run.error, run.finished_at = RunState.CANCELLED, "", now
         elif status == "stopped":
             run.state, run.error, run.finished_at = RunState.QUEUED, "", None
+            run.max_attempts += 1
         elif exit_code == EXIT_BAD_INPUT or not retry:
             run.state, run.finished_at = RunState.FAILED, now
             run.error = engine_error or error or f"The engine refused its input (exit {exit_code})."

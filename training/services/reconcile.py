@@ -32,11 +32,14 @@ def runs_reconcile() -> dict[str, int]:
         with transaction.atomic():
             holding = TrainingRun.objects.filter(pk=run.pk, state=RunState.RUNNING, attempt=run.attempt,
                                                  heartbeat_at=run.heartbeat_at)
-            reason = f"Attempt {run.attempt} lost its worker {run.worker} (no heartbeat since {run.heartbeat_at:%H:%M:%S} UTC)."
+            silent_since = f"{run.heartbeat_at:%H:%M:%S} UTC" if run.heartbeat_at else "it was claimed"
+            reason = f"Attempt {run.attempt} lost its worker {run.worker} (no heartbeat since {silent_since})."
             if run.attempt >= run.max_attempts:
-                if holding.update(state=RunState.FAILED, finished_at=now,
-                                  error=f"Gave up after {run.attempt} attempts. {reason}"):
+                error = f"Gave up after {run.attempt} attempts. {reason}"
+                if holding.update(state=RunState.FAILED, finished_at=now, error=error):
                     counts["failed"] += 1
+                    logger.warning("run %s failed: %s", run.pk, error)
+                    _loop_nudge(project_id=run.project_id)
                 continue
             if holding.update(state=RunState.QUEUED, error=reason):
                 run.refresh_from_db()
@@ -64,3 +67,10 @@ def runs_reconcile() -> dict[str, int]:
         snapshot_build_task.delay(snapshot.pk)
         counts["snapshots"] += 1
     return counts
+
+
+def _loop_nudge(*, project_id: int) -> None:
+    """Let the project's loop take its next step now (as after any finished run), not at its next tick."""
+    from training.tasks import loop_tick_task
+
+    transaction.on_commit(lambda: loop_tick_task.delay(project_id))
