@@ -8,14 +8,17 @@ engines running under the test's own data root), never anything found by name.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +157,67 @@ def broker_flush() -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+class DatabaseProxy:
+    """A TCP proxy in front of PostgreSQL that a test can cut (open connections dropped, new ones
+    refused) and restore: a worker whose DATABASE_URL goes through it loses the database at will."""
+
+    def __init__(self) -> None:
+        database = settings.DATABASES["default"]
+        self.upstream = (database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def database_url(self) -> str:
+        database = settings.DATABASES["default"]
+        return f"postgres://{database['USER']}@127.0.0.1:{self.port}/{database['NAME']}"
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        with self.lock:
+            for sock in self.open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.open.clear()
+
+    def restore(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open.update((client, server))
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 # ---- what a run folder says --------------------------------------------------------------------------

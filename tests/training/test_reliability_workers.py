@@ -10,6 +10,7 @@ from django.db import connection
 
 from tests.training.conftest import accepted_demonstrations, run_finished, wait_for
 from tests.training.reliability import (
+    DatabaseProxy,
     Processes,
     broker_flush,
     complete_checkpoints,
@@ -204,3 +205,31 @@ def test_a_database_blip_mid_run_neither_stops_nor_repeats_the_run(project, proc
 
     _assert_finished_once(run, folder)
     assert run.attempt == 1 and engine_starts(folder) == 1
+
+
+def test_a_worker_cut_off_from_the_database_stops_its_engine_before_the_run_can_be_given_away(
+    project, processes, settings
+):
+    settings.RLHF_RUN_STALE_AFTER_SECONDS = STALE_SECONDS
+    proxy = DatabaseProxy()
+    try:
+        processes.worker("cut-off", DATABASE_URL=proxy.database_url(), **STALE)
+        processes.beat(RLHF_RECONCILE_SECONDS="2")  # the reconciler runs on that worker: cut off too
+        run = _sft_run(project)
+        folder = run_folder(run)
+        wait_for(lambda: complete_checkpoints(folder), what="a complete checkpoint")
+
+        proxy.cut()
+        wait_for(lambda: not engine_pids(folder), timeout=120, what="the engine to stop")
+        stopped = result_json(folder)
+        assert stopped["status"] == "stopped" and stopped["step"] < MAX_STEPS
+        kept = folder / "checkpoints" / f"checkpoint-{stopped['step']}"
+        proxy.restore()
+        run = run_finished(run)
+    finally:
+        proxy.close()
+
+    _assert_finished_once(run, folder)
+    assert run.attempt == 2 and result_json(folder)["resumed_from"] == str(kept)
+    log = (folder / "engine.log").read_text()
+    assert log.index("sft: stopped") < log.index("==== attempt 2 ")  # never two engines at once

@@ -275,12 +275,15 @@ def _engine_watch(process: subprocess.Popen, *, claim: Claim, folder: Path) -> E
     """Heartbeat, copy metrics and pass on a cancel or a shutdown until the engine exits.
 
     A database error doesn't end the watch: the engine trains on, and the next heartbeat tries again
-    on a fresh connection. Had the run been given away meanwhile (our heartbeat went stale), that
-    heartbeat finds the claim lost.
+    on a fresh connection. But once no heartbeat has been recorded for half the stale window, the
+    engine is asked to checkpoint and stop, so that it has ended before the reconciler may give the
+    run to another worker: two engines never train in one folder. Had the run been given away
+    meanwhile anyway, the next heartbeat that gets through finds the claim lost.
     """
     metrics = MetricsFollower(run_id=claim.run_id, path=folder / "metrics.jsonl")
     started_recorded = stop_sent = False
     last_heartbeat = last_metrics = 0.0
+    last_recorded = time.monotonic()  # when a heartbeat last reached the database
     while True:
         exit_code = process.poll()
         now = time.monotonic()
@@ -303,6 +306,7 @@ def _engine_watch(process: subprocess.Popen, *, claim: Claim, folder: Path) -> E
                     _signal_engine(process, signal.SIGKILL)
                     process.wait()
                     return None
+                last_recorded = now
                 GpuWorker.objects.filter(hostname=claim.worker).update(last_heartbeat=timezone.now())
                 cancel = TrainingRun.objects.filter(pk=claim.run_id).values_list("cancel_requested", flat=True).first()
                 if (cancel or WorkerShutdown.requested) and not stop_sent:
@@ -310,8 +314,14 @@ def _engine_watch(process: subprocess.Popen, *, claim: Claim, folder: Path) -> E
                     _signal_engine(process, signal.SIGTERM)
                     stop_sent = True
         except DatabaseError as error:
-            logger.warning("run %s: database error while supervising (%s); the engine trains on", claim.run_id, error)
+            logger.warning("run %s: database error while supervising (%s)", claim.run_id, error)
             close_old_connections()
+            silent = time.monotonic() - last_recorded
+            if not stop_sent and silent > settings.RLHF_RUN_STALE_AFTER_SECONDS / 2:
+                logger.warning("run %s: no heartbeat recorded for %.0f s; asking the engine to checkpoint and stop "
+                               "before the run can be given to another worker", claim.run_id, silent)
+                _signal_engine(process, signal.SIGTERM)
+                stop_sent = True
         time.sleep(settings.RLHF_RUN_POLL_SECONDS)
 
 
@@ -488,8 +498,9 @@ def run_settle(
     """Settle the attempt from result.json (never from torchrun's exit code); return the new state.
 
     succeeded → the model version is registered (once: it is one-to-one with the run) in the same
-    transaction; stopped → cancelled if a person asked, else queued again (the worker shut down: not
-    the run's fault, so the attempt is given back); failed with exit 2 → failed for good; a crash →
+    transaction; stopped → cancelled if a person asked, else queued again (the worker shut down or
+    lost the database: not the run's fault, so the attempt is given back); failed with exit 2 →
+    failed for good; a crash →
     queued again while attempts remain. ``stop_asked``: we had sent SIGTERM; an engine that died of it
     before it could save (it was still starting) stopped as asked all the same.
     """
