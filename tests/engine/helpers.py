@@ -72,3 +72,10 @@ def model_without_pad_token(tiny_model: Path, folder: Path) -> Path:
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": None}))
     return folder
+
+
+def smollm2_like_model(tiny_model: Path, folder: Path) -> Path:
+    """make-tiny's model with smollm2_like_tokenizer(): SmolLM2's template and its <|im_start|> BOS."""
+    shutil.copytree(tiny_model, folder)
+    smollm2_like_tokenizer().save_pretrained(folder)
+    return folder

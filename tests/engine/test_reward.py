@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from tests.engine.helpers import model_without_pad_token, read_jsonl, write_jsonl
-from training.engine import reward, reward_model
+from training.engine import reward
 from training.engine.config import config_from_dict
 from training.engine.conversations import render_scored
 from training.engine.run_dir import RunDir
@@ -103,9 +103,9 @@ def test_reward_with_lora_saves_a_merged_classifier_with_a_trained_head(tiny_mod
     assert not torch.equal(model.state_dict()[base_layer], untrained.state_dict()[base_layer])  # merged
 
 
-def test_pairs_longer_than_max_length_are_cut_from_the_left_not_dropped(tiny_model, tmp_path):
+def test_pairs_longer_than_max_length_are_shortened_not_dropped(tiny_model, tmp_path):
     # A long system turn pushes every pair past max_length; TRL alone would drop them all (and
-    # with them every held-out ranking). Each conversation keeps its end: the answer and its score token.
+    # with them every held-out ranking). Each pair loses that turn and keeps the rest, whole.
     long_prompt = [{"role": "system", "content": " ".join(WORDS * 6)}]
     pairs = marker_rankings(6, seed=3)
     for pair in pairs:
@@ -122,15 +122,8 @@ def test_pairs_longer_than_max_length_are_cut_from_the_left_not_dropped(tiny_mod
     assert result.metrics["eval_pairs"] == 6  # three held-out rankings of two pairs, none lost
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rows, truncated = reward.tokenize_pairs([{**pairs[0], "weight": 1.0}], tokenizer, max_length=48)
-    full = render_scored(tokenizer, pairs[0]["prompt"] + pairs[0]["chosen"])
-    assert truncated == 1 and len(full) > 48
-    assert rows[0]["chosen_ids"] == full[-48:]
-
-
-def test_keep_last_tokens_keeps_a_leading_bos():
-    assert reward_model.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=None) == [3, 4, 5]
-    assert reward_model.keep_last_tokens([1, 2, 3, 4, 5], 3, bos_token_id=1) == [1, 4, 5]
-    assert reward_model.keep_last_tokens([1, 2], 3, bos_token_id=1) == [1, 2]
+    assert truncated == 1 and len(render_scored(tokenizer, pairs[0]["prompt"] + pairs[0]["chosen"])) > 48
+    assert rows[0]["chosen_ids"] == render_scored(tokenizer, pairs[0]["prompt"][1:] + pairs[0]["chosen"])
 
 
 def test_a_tokenizer_without_pad_token_pads_with_eos(tiny_model, tmp_path):

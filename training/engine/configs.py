@@ -94,7 +94,7 @@ class PpoConfig(TrainConfig):
     prompts_file: str = "prompts.jsonl"  # the prompts, relative to the run dir
     learning_rate: float = 3e-6  # policy AdamW learning rate (TRL's PPO examples)
     critic_learning_rate: float | None = None  # critic learning rate; null: learning_rate
-    max_prompt_length: int = 512  # prompts longer than this keep their last tokens
+    max_prompt_length: int = 512  # longer prompts lose their oldest turns first (conversations.fit_prompt)
     max_new_tokens: int = 53  # answer length limit (TRL's response_length)
     temperature: float = 0.7  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling; keep 1.0 for on-policy log-probs
@@ -150,7 +150,7 @@ class SampleConfig:
     temperature: float = 1.0  # sampling temperature; 0 means greedy (then all K answers are equal)
     top_p: float = 1.0  # nucleus sampling: keep the smallest token set with this much probability
     batch_size: int = 8  # prompts per generate call (each expanded to num_responses sequences)
-    max_prompt_length: int = 1024  # prompts longer than this (in tokens) keep their last tokens
+    max_prompt_length: int = 1024  # tokens; longer prompts lose their oldest turns first (fit_prompt)
     generator: str = ""  # label stored with every answer (e.g. the model version's name); empty: model_path
     seed: int = 0  # seeds sampling; batch i uses seed + i, so a resumed run draws the same answers
     bf16: bool = False  # load the model in bfloat16 (GPU)

@@ -33,6 +33,7 @@ from training.engine import ppo_losses as L
 from training.engine.builtin_rewards import builtin_reward
 from training.engine.config import save_config
 from training.engine.configs import PpoConfig as Config
+from training.engine.conversations import fit_prompt
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.hf import compile_decoder_layers
@@ -159,14 +160,14 @@ def disable_dropout(model: nn.Module) -> None:
 
 # -- data ----------------------------------------------------------------------------------------
 def tokenize_prompts(rows: list[dict], tokenizer, max_len: int) -> list[list[int]]:
-    """Render each context with the chat template (ready for the assistant) and keep its last max_len tokens."""
+    """Render each context with the chat template, ready for the assistant, in at most max_len tokens.
+
+    A longer context is shortened on message boundaries and re-rendered (conversations.fit_prompt):
+    its oldest turns go first, so the kept tokens still open as the template opens a conversation.
+    """
     if not tokenizer.chat_template:
         raise EngineError("the policy's tokenizer has no chat template to render prompts with")
-    encoded = []
-    for row in rows:
-        text = tokenizer.apply_chat_template(row["context"], tokenize=False, add_generation_prompt=True)
-        encoded.append(tokenizer(text, add_special_tokens=False)["input_ids"][-max_len:])
-    return encoded
+    return [fit_prompt(tokenizer, row["context"], max_length=max_len) for row in rows]
 
 
 def left_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,8 @@ data.py). The model is `AutoModelForSequenceClassification` with one label, scor
 at its answer's end-of-turn token, where PPO reads it (reward_model.py; EOS pads when the tokenizer
 has no pad token). The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
 InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a pair longer
-than max_length is cut from the left, not dropped as TRL would, and counted in `truncated_pairs`);
+than max_length is shortened on message boundaries, not dropped as TRL would, and counted in
+`truncated_pairs`);
 TRL's RewardTrainer supplies batching and the training loop, and we swap in that loss. Whole
 rankings are held out for `eval_accuracy`: the share of held-out pairs whose chosen answer scores higher.
 """

@@ -2,17 +2,20 @@
 
 A conversation (prompt + one answer) is rendered with the chat template and cut right after the
 answer's end-of-turn token (`conversations.render_scored`). The score is the head's output at the
-conversation's last token, that end of turn, which is where PPO reads the reward model.
+conversation's last token, that end of turn, which is where PPO reads the reward model. A pair too
+long for max_length is shortened on message boundaries, both conversations keeping the same prompt
+(`conversations.fit_conversation`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
 
 from training.engine.chat_masks import special_token_ids
-from training.engine.conversations import render_scored
+from training.engine.conversations import fit_conversation, render_scored
 from training.engine.errors import EngineError
 
 
@@ -30,38 +33,42 @@ def pad_with_eos_if_missing(tokenizer) -> None:
 def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
     """Render prompt + chosen and prompt + rejected as the reward model scores them.
 
-    Each conversation ends with the answer's end-of-turn token (module docstring). A conversation
-    longer than max_length keeps its last max_length tokens (and a leading BOS): the prompt loses its
-    oldest turns first and the score, read at the last token, still sees the whole answer when it
-    fits — the same left truncation PPO applies to prompts. Return the rows (chosen_ids,
-    rejected_ids, margin, weight) and how many pairs were truncated.
+    Each conversation ends with the answer's end-of-turn token (module docstring). A pair longer than
+    max_length is shortened on message boundaries and re-rendered, not dropped as TRL would nor cut
+    token-wise (`conversations.fit_conversation`): its prompt, shared by both answers, loses its oldest
+    turns first, then text from its front; an answer too long alone keeps its end, where the score
+    sits. Return the rows (chosen_ids, rejected_ids, margin, weight) and how many pairs were shortened.
     """
     if pairs and not tokenizer.chat_template:
         raise EngineError("the model's tokenizer has no chat template to render the pairs with")
     special = special_token_ids(tokenizer)
-    rows, truncated = [], 0
+    rendered: dict[str, list[int]] = {}  # one pair's renderings: fitting measures what is then kept
+
+    def scored(messages: list[dict]) -> list[int]:
+        key = json.dumps(messages)
+        if key not in rendered:
+            rendered[key] = render_scored(tokenizer, messages, special_ids=special)
+        return rendered[key]
+
+    rows, shortened = [], 0
     for pair in pairs:
-        chosen = render_scored(tokenizer, pair["prompt"] + pair["chosen"], special_ids=special)
-        rejected = render_scored(tokenizer, pair["prompt"] + pair["rejected"], special_ids=special)
-        truncated += max(len(chosen), len(rejected)) > max_length
+        rendered.clear()
+        prompt, (chosen, rejected), cut = fit_conversation(
+            pair["prompt"],
+            [pair["chosen"], pair["rejected"]],
+            max_length=max_length,
+            length=lambda messages: len(scored(messages)),
+        )
+        shortened += cut
         rows.append(
             {
-                "chosen_ids": keep_last_tokens(chosen, max_length, tokenizer.bos_token_id),
-                "rejected_ids": keep_last_tokens(rejected, max_length, tokenizer.bos_token_id),
+                "chosen_ids": scored(prompt + chosen),
+                "rejected_ids": scored(prompt + rejected),
                 "margin": pair["margin"],
                 "weight": pair["weight"],
             }
         )
-    return rows, truncated
-
-
-def keep_last_tokens(ids: list[int], max_length: int, bos_token_id: int | None) -> list[int]:
-    """Return the last max_length tokens of ids, keeping a leading BOS in front of them."""
-    if len(ids) <= max_length:
-        return ids
-    if bos_token_id is not None and ids[0] == bos_token_id and max_length > 1:
-        return ids[:1] + ids[len(ids) - max_length + 1 :]
-    return ids[-max_length:]
+    return rows, shortened
 
 
 def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:

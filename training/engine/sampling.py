@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from training.engine.configs import SampleConfig as Config
+from training.engine.conversations import fit_prompt
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.rollout import RolloutEngine, SamplingParams, generate, supports_fast_path
@@ -93,19 +94,9 @@ def generate_answers(
     engine: RolloutEngine | None = None,
 ) -> list[list[str]]:
     """Return num_responses answer texts for each context, in one batched generate call."""
-    texts = [
-        tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-        for context in contexts
-    ]
-    tokenizer.truncation_side = "left"  # keep the end of a long conversation: the turn to answer
-    inputs = tokenizer(
-        texts,
-        return_tensors="pt",
-        padding=True,
-        truncation=True,
-        max_length=config.max_prompt_length,
-        add_special_tokens=False,  # the chat template already wrote every special token
-    ).to(device)
+    # a long conversation keeps its end, the turn to answer, cut on message boundaries
+    prompts = [fit_prompt(tokenizer, context, max_length=config.max_prompt_length) for context in contexts]
+    inputs = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(device)
     k = config.num_responses
     eos = eos_token_ids(model, tokenizer)
     new_tokens = generate(
