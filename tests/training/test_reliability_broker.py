@@ -18,7 +18,7 @@ from tests.training.reliability import (
     sft_config,
     tiny_base,
 )
-from training.models import ModelKind, ModelVersion, RunState, SnapshotState
+from training.models import ModelKind, ModelVersion, RunState, SnapshotState, TrainingRun
 from training.services.runs import run_trigger
 from training.services.snapshots import snapshot_build
 
@@ -72,17 +72,21 @@ def test_runs_whose_messages_were_flushed_from_redis_are_sent_again_and_finish_w
     assert queued.state == RunState.QUEUED and queued.dispatch_count == 1
     waiting = run_trigger(project=project, kind="sft", input_model=base, config_overrides=sft_config(max_steps=12))
     assert waiting.snapshot.state == SnapshotState.BUILDING and waiting.dispatch_count == 0
+    # and one whose snapshot's builder died after marking the snapshot ready, before sending the run
+    undispatched = run_trigger(project=project, kind="sft", input_model=base, snapshot=queued.snapshot,
+                               config_overrides=sft_config(max_steps=14))
+    TrainingRun.objects.filter(pk=undispatched.pk).update(dispatched_at=None, dispatch_count=0)
 
-    broker_flush()  # every message is gone: the run's, the snapshot build's
+    broker_flush()  # every message is gone: the runs', the snapshot build's
     flushed = time.monotonic()
     processes.worker("gpu", RLHF_RUN_REDISPATCH_SECONDS="3", RLHF_SNAPSHOT_REBUILD_SECONDS="3")
     processes.beat(RLHF_RECONCILE_SECONDS="2")
-    queued, waiting = run_finished(queued, timeout=300), run_finished(waiting, timeout=300)
+    runs = [run_finished(run, timeout=300) for run in (queued, waiting, undispatched)]
     took = time.monotonic() - flushed
 
-    for run in (queued, waiting):
+    for run in runs:
         assert run.state == RunState.SUCCEEDED, run.error
         assert run.attempt == 1 and engine_starts(run_folder(run)) == 1
         assert ModelVersion.objects.filter(run=run).count() == 1
-    assert queued.dispatch_count >= 2  # sent again by the reconciler
+    assert runs[0].dispatch_count >= 2  # sent again by the reconciler
     assert took < 120, f"the flushed runs took {took:.0f} s to finish"

@@ -192,7 +192,7 @@ def test_a_cancelled_run_checkpoints_and_stops_then_resumes_from_that_checkpoint
 
 
 def test_a_database_blip_mid_run_neither_stops_nor_repeats_the_run(project, processes):
-    processes.worker("gpu")
+    worker = processes.worker("gpu")
     run = _sft_run(project)
     folder = run_folder(run)
     wait_for(lambda: complete_checkpoints(folder), what="a complete checkpoint")
@@ -205,6 +205,7 @@ def test_a_database_blip_mid_run_neither_stops_nor_repeats_the_run(project, proc
 
     _assert_finished_once(run, folder)
     assert run.attempt == 1 and engine_starts(folder) == 1
+    assert "database error while supervising" in worker.log_text()  # the blip did reach the worker
 
 
 def test_a_worker_cut_off_from_the_database_stops_its_engine_before_the_run_can_be_given_away(

@@ -47,13 +47,15 @@ def runs_reconcile() -> dict[str, int]:
                 counts["requeued"] += 1
                 logger.warning("run %s requeued: %s", run.pk, reason)
 
-    # A queued run whose message sat unclaimed while a GPU worker stood idle has lost its message.
+    # A queued run whose message sat unclaimed while a GPU worker stood idle has lost its message; one
+    # never sent although its snapshot is ready lost it before it was sent (its snapshot's builder
+    # died between marking the snapshot ready and dispatching the runs waiting for it).
     redispatch_before = now - timedelta(seconds=settings.RLHF_RUN_REDISPATCH_SECONDS)
     idle_worker = GpuWorker.objects.filter(last_heartbeat__gte=stale_before, current_run__isnull=True).exists()
     if idle_worker:
-        lost = TrainingRun.objects.filter(state=RunState.QUEUED, dispatched_at__lt=redispatch_before).filter(
-            Q(snapshot__isnull=True) | Q(snapshot__state=SnapshotState.READY)
-        )
+        lost = TrainingRun.objects.filter(state=RunState.QUEUED).filter(
+            Q(dispatched_at__lt=redispatch_before) | Q(dispatched_at__isnull=True, created_at__lt=redispatch_before)
+        ).filter(Q(snapshot__isnull=True) | Q(snapshot__state=SnapshotState.READY))
         for run in lost:
             with transaction.atomic():
                 run_dispatch(run=run)
