@@ -60,7 +60,44 @@ def test_reward_model_learns_the_marker_preference_on_held_out_rankings(trained_
     assert result.status == "succeeded"
     assert result.metrics["eval_pairs"] >= 40
     assert result.metrics["eval_accuracy"] >= 0.95
+    assert result.metrics["train_accuracy_pairs"] == 200 - result.metrics["eval_pairs"]  # an epoch's worth
+    assert 0.0 <= result.metrics["train_accuracy_last_epoch"] <= 1.0
     assert read_jsonl(run / "metrics.jsonl")[-1]["eval_accuracy"] == result.metrics["eval_accuracy"]
+
+
+def test_training_accuracy_covers_the_last_epoch_of_pairs_not_the_last_logging_window(tiny_model, tmp_path):
+    # 24 training pairs in batches of 4, two epochs: 12 steps, each logging its batch's accuracy
+    write_jsonl(tmp_path / "pairs.jsonl", marker_rankings(12, seed=5))
+    config = reward.Config(
+        model_path=str(tiny_model),
+        num_epochs=2,
+        per_device_batch_size=4,
+        learning_rate=2e-3,
+        log_every=1,
+        eval_fraction=0.0,
+        save_every=1000,
+    )
+
+    result = reward.main(config, RunDir(tmp_path))
+
+    batches = [line["accuracy"] for line in read_jsonl(tmp_path / "metrics.jsonl") if "accuracy" in line]
+    assert len(batches) == 12
+    assert "accuracy" not in result.metrics  # one logging window: a batch of 4 pairs
+    assert result.metrics["train_accuracy_pairs"] == 24
+    assert result.metrics["train_accuracy_last_epoch"] == pytest.approx(sum(batches[6:]) / 6)
+
+
+def test_a_run_shorter_than_an_epoch_reports_training_accuracy_over_the_pairs_it_saw(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "pairs.jsonl", marker_rankings(12, seed=5))
+    config = reward.Config(
+        model_path=str(tiny_model), max_steps=2, per_device_batch_size=4, log_every=1, eval_fraction=0.0
+    )
+
+    result = reward.main(config, RunDir(tmp_path))
+
+    batches = [line["accuracy"] for line in read_jsonl(tmp_path / "metrics.jsonl") if "accuracy" in line]
+    assert result.metrics["train_accuracy_pairs"] == 8
+    assert result.metrics["train_accuracy_last_epoch"] == pytest.approx(sum(batches) / 2)
 
 
 def test_saved_reward_model_scores_unseen_answers_with_the_marker_higher(trained_reward_run):

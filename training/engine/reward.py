@@ -3,16 +3,19 @@
 Input `RUN_DIR/<train_file>` holds pairs `{"prompt", "chosen", "rejected", "margin", "group"}` (see
 data.py). The model is `AutoModelForSequenceClassification` with one label, scoring each conversation
 at its answer's end-of-turn token, where PPO reads it (reward_model.py; EOS pads when the tokenizer
-has no pad token). The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its ranking), as
-InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a pair longer
-than max_length is shortened on message boundaries, not dropped as TRL would, and counted in
-`truncated_pairs`);
-TRL's RewardTrainer supplies batching and the training loop, and we swap in that loss. Whole
-rankings are held out for `eval_accuracy`: the share of held-out pairs whose chosen answer scores higher.
+has no pad token). The loss is `losses.pairwise_reward_loss` with each pair weighing 1/(pairs of its
+ranking), as InstructGPT weighs a K-way ranking's C(K,2) comparisons. We tokenize (chat template; a
+pair longer than max_length is shortened on message boundaries, not dropped as TRL would, and counted
+in `truncated_pairs`); TRL's RewardTrainer supplies batching and the training loop, and we swap in
+that loss. Whole rankings are held out for `eval_accuracy`, the headline: the share of held-out pairs
+whose chosen answer scores higher. `train_accuracy_last_epoch` is that share over the last epoch's
+worth of training pairs, each as it scored when trained on (`train_accuracy_pairs` of them: the
+training set's size, or every pair trained on when the run, or its part since a resume, was shorter).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import torch
@@ -33,7 +36,9 @@ def main(config: Config, run_dir: RunDir) -> Result:
 
 
 def _final_figures(trainer: RankingRewardTrainer, last_logs: dict, metrics: MetricsLog) -> dict:
-    figures = {key: last_logs[key] for key in ("train_loss", "loss", "accuracy") if key in last_logs}
+    # not the trainer's last logged `accuracy`: that covers one logging window, a batch or a few
+    figures = {key: last_logs[key] for key in ("train_loss", "loss") if key in last_logs}
+    figures.update(trainer.train_accuracy_figures())
     figures["truncated_pairs"] = trainer.truncated_pairs
     if trainer.eval_dataset is not None:
         figures.update(held_out_figures(trainer))
@@ -93,7 +98,25 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
 
 
 class RankingRewardTrainer(RewardTrainer):
-    """RewardTrainer whose loss weighs each pair by its ranking (see losses.pairwise_reward_loss)."""
+    """RewardTrainer whose loss weighs each pair by its ranking (see losses.pairwise_reward_loss).
+
+    It also keeps, for each of the last epoch's worth of training pairs, whether the pair scored
+    right when it was trained on: `train_accuracy_last_epoch`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.recent_train_correct: deque[bool] = deque(maxlen=max(1, len(self.train_dataset)))
+
+    def train_accuracy_figures(self) -> dict[str, float]:
+        """Return the share of the last epoch's worth of training pairs ranked right, and how many pairs."""
+        if not self.recent_train_correct:
+            return {}
+        pairs = len(self.recent_train_correct)
+        return {
+            "train_accuracy_last_epoch": sum(self.recent_train_correct) / pairs,
+            "train_accuracy_pairs": pairs,
+        }
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -104,6 +127,9 @@ class RankingRewardTrainer(RewardTrainer):
         loss = pairwise_reward_loss(chosen, rejected, margins=inputs["margin"], weights=inputs["weight"])
         mode = "train" if model.training else "eval"
         with torch.no_grad():
+            if model.training:
+                correct = self.accelerator.gather_for_metrics(chosen > rejected)
+                self.recent_train_correct.extend(correct.tolist())
             accuracy = (chosen > rejected).float().mean()
             self._metrics[mode]["accuracy"].append(
                 self.accelerator.gather_for_metrics(accuracy).mean().item()
