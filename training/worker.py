@@ -26,6 +26,11 @@ def _on_worker_ready(sender=None, **_kwargs) -> None:
     from training.services.execution import gpus_visible, worker_heartbeat, worker_name
 
     name, gpus = worker_name(), gpus_visible()
+    pool = type(getattr(sender, "pool", None)).__module__
+    if pool != "celery.concurrency.solo":
+        # a prefork child never hears of a warm shutdown: its engine would train on until the
+        # deploy's grace period ends in a kill, instead of checkpointing at once
+        logger.error("gpu worker %s runs the %s pool: start it with --pool solo (docs/operations.md)", name, pool)
     try:  # idle: a run that an earlier life of this name held is not ours
         worker_heartbeat(name=name, gpu_names=gpus, current_run_id=None)
     except DatabaseError as error:
