@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Project
+from ranking.models import RankingTask
 
 
 class ModelKind(models.TextChoices):
@@ -42,6 +43,7 @@ class RunKind(models.TextChoices):
     SAMPLE = "sample", "Sampling"
     IMPORT_GGUF = "import-gguf", "Import a GGUF model"
     MAKE_TINY = "make-tiny", "Build a tiny model"
+    SCORE = "score", "Reward model check"
 
 
 class RunState(models.TextChoices):
@@ -380,3 +382,40 @@ class GpuWorker(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class RewardCheck(models.Model):
+    """A completed ranking task scored by a reward model that never trained on it.
+
+    Of the task's human preference pairs (every ranking's own pairs, ties left out), how many the model
+    scores the same way. Made once per (model, task) from a ``score`` run's scores.jsonl, inside the
+    transaction that settles the run. Checks measure; they never feed training.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_checks")
+    model = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="reward_checks")
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="reward_checks")
+    run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="reward_checks",
+        help_text="The score run that scored it.",
+    )
+    pairs = models.PositiveIntegerField(help_text="The task's human preference pairs the model scored.")
+    pairs_agreed = models.PositiveIntegerField(help_text="Pairs whose chosen answer the model scored higher.")
+    mean_margin = models.FloatField(
+        null=True, blank=True, help_text="Mean of chosen score minus rejected score over the pairs."
+    )
+    task_completed_at = models.DateTimeField(help_text="When the task's consensus was computed.")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-task_completed_at", "-id"]
+        indexes = [models.Index(fields=["project", "task_completed_at"], name="reward_check_project_time_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "task"], name="one_reward_check_per_model_task"),
+            models.CheckConstraint(
+                condition=Q(pairs_agreed__lte=models.F("pairs")), name="reward_check_agreed_within_pairs"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} on task {self.task_id}: {self.pairs_agreed}/{self.pairs}"

@@ -3,6 +3,7 @@ from django.urls import path
 from training import views
 from training.api import loop as loop_api
 from training.api import model_versions as model_api
+from training.api import reward_agreement as reward_agreement_api
 from training.api import runs as run_api
 from training.api import sampling as sampling_api
 from training.api import snapshots as snapshot_api
@@ -35,4 +36,6 @@ urlpatterns = [
     path("api/projects/<id:project_id>/loop/steps/<slug:key>/start/", loop_api.LoopStepStartApi.as_view(),
          name="api-training-loop-step-start"),
     path("api/workers/", worker_api.GpuWorkerListApi.as_view(), name="api-training-workers"),
+    path("api/projects/<id:project_id>/reward-agreement/", reward_agreement_api.RewardAgreementApi.as_view(),
+         name="api-training-reward-agreement"),
 ]

@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from training.api.reward_agreement import RewardAgreementOutputSerializer
 from training.models import MetricPoint, ModelVersion, RunKind, RunState, SamplingJob, TrainingRun
 from training.selectors import (
     loop_status,
@@ -27,6 +28,7 @@ from training.selectors import (
     worker_is_alive,
     workers_list,
 )
+from training.selectors_reward_agreement import reward_agreement_report
 from training.services.execution import run_log_tail
 from training.services.model_versions import PROMOTABLE
 
@@ -45,6 +47,7 @@ HEADLINE_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     RunKind.SAMPLE: (("responses", "responses"), ("prompts_done", "prompts done")),
     RunKind.MAKE_TINY: (("parameters", "parameters"),),
+    RunKind.SCORE: (("pairwise_accuracy", "agreement"),),
 }
 
 
@@ -118,6 +121,7 @@ def training_home(request, project_id: int):
     for worker in workers:
         worker.alive = worker_is_alive(worker)
     policy = status.policy
+    reward_agreement = reward_agreement_report(project=project)
     return render(request, "training/home.html", {
         "project": project,
         "loop": status,
@@ -130,6 +134,8 @@ def training_home(request, project_id: int):
         "runs": runs,
         "jobs": jobs,
         "workers": workers,
+        "reward_agreement": reward_agreement,
+        "reward_agreement_data": RewardAgreementOutputSerializer(reward_agreement).data,
     })
 
 

@@ -227,3 +227,6 @@ RLHF_RUN_POLL_SECONDS = float(env_str("RLHF_RUN_POLL_SECONDS", "0.5"))  # the su
 RLHF_GPU_TASK_TIME_LIMIT = env_int("RLHF_GPU_TASK_TIME_LIMIT", 7 * 24 * 3600)  # hard limit of one run's task
 # Folders (and GGUF files) may be registered as models only from under these roots.
 RLHF_MODEL_IMPORT_ROOTS = env_list("RLHF_MODEL_IMPORT_ROOTS", [str(DATA_ROOT)])
+# The current reward model scores completed ranking tasks it never trained on (beat, every
+# RLHF_REWARD_CHECK_SECONDS) once at least this many wait for it (training/services/reward_checks.py).
+RLHF_REWARD_CHECK_MIN_TASKS = env_int("RLHF_REWARD_CHECK_MIN_TASKS", 20)

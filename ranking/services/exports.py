@@ -10,7 +10,7 @@ the engine weighs each ranking once and keeps a ranking's pairs on one side of a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 
 from django.db.models import Prefetch
@@ -25,8 +25,13 @@ PAIRS_CONSENSUS = "consensus"
 PAIR_MODES = (PAIRS_LABELER, PAIRS_CONSENSUS)
 
 
-def _tasks(*, project: Project, consensus_only: bool, rankings_until: datetime | None = None):
+def _tasks(
+    *, project: Project, consensus_only: bool, rankings_until: datetime | None = None,
+    task_ids: Collection[int] | None = None,
+):
     tasks = RankingTask.objects.filter(project=project).exclude(status=TaskStatus.DISABLED).order_by("pk")
+    if task_ids is not None:
+        tasks = tasks.filter(pk__in=list(task_ids))
     if consensus_only:
         tasks = tasks.filter(consensus_order__isnull=False) | tasks.filter(is_gold=True)
     rankings = Ranking.objects.order_by("pk")
@@ -37,7 +42,7 @@ def _tasks(*, project: Project, consensus_only: bool, rankings_until: datetime |
 
 def preference_pairs(
     *, project: Project, pairs: str = PAIRS_LABELER, include_all_bad: bool = True,
-    rankings_until: datetime | None = None,
+    rankings_until: datetime | None = None, task_ids: Collection[int] | None = None, with_task: bool = False,
 ) -> Iterator[dict]:
     """Yield {prompt, chosen, rejected, margin, group} for every preference of the project's rankings.
 
@@ -45,10 +50,13 @@ def preference_pairs(
     ``pairs="consensus"``: one ordering per task: the gold ranking for gold tasks, else the consensus.
     ``include_all_bad=False`` leaves out rankings whose labeler marked every answer bad (labeler pairs).
     ``rankings_until`` leaves out rankings made after that instant (labeler pairs; a dataset snapshot's cut).
+    ``task_ids`` keeps only those tasks; ``with_task`` adds each pair's task id as ``task``.
     """
     if pairs not in PAIR_MODES:
         raise ValueError(f"pairs must be one of {', '.join(PAIR_MODES)}")
-    for task in _tasks(project=project, consensus_only=pairs == PAIRS_CONSENSUS, rankings_until=rankings_until):
+    tasks = _tasks(project=project, consensus_only=pairs == PAIRS_CONSENSUS, rankings_until=rankings_until,
+                   task_ids=task_ids)
+    for task in tasks:
         content = {response.pk: response.content for response in task.responses.all()}
         if pairs == PAIRS_CONSENSUS:
             order = task.gold_order if task.is_gold else task.consensus_order
@@ -61,13 +69,16 @@ def preference_pairs(
             ]
         for group, order in orderings:
             for better, worse, distance in ordering_pairs(order):
-                yield {
+                row = {
                     "prompt": task.context,
                     "chosen": [{"role": "assistant", "content": content[better]}],
                     "rejected": [{"role": "assistant", "content": content[worse]}],
                     "margin": float(distance),
                     "group": group,
                 }
+                if with_task:
+                    row["task"] = task.pk
+                yield row
 
 
 def hh_rlhf_pairs(*, project: Project, pairs: str = PAIRS_LABELER, include_all_bad: bool = True) -> Iterator[dict]:

@@ -18,6 +18,7 @@ from training.api.common import (
     project_filter,
     project_parameter,
 )
+from training.api.reward_agreement import RewardModelAgreementSerializer
 from training.api.runs import TrainingRunOutputSerializer, run_payload
 from training.models import ModelKind, ModelVersion, Promotion
 from training.selectors import (
@@ -27,6 +28,7 @@ from training.selectors import (
     model_promotions,
     training_project_get,
 )
+from training.selectors_reward_agreement import reward_agreement_for_model
 from training.services.model_versions import (
     model_import_gguf,
     model_make_tiny,
@@ -66,6 +68,10 @@ class ModelVersionDetailOutputSerializer(ModelVersionOutputSerializer):
     promotions = ModelPromotionOutputSerializer(
         many=True, source="promotions_newest_first", help_text="Each time it became current, newest first."
     )
+    reward_agreement = RewardModelAgreementSerializer(
+        allow_null=True, help_text="A reward model: how often it orders fresh human preference pairs (tasks it never "
+        "trained on) as the labelers did, beside the labelers' own agreement on them. Null for other kinds.",
+    )
 
 
 def _with_roles(models: list[ModelVersion]) -> list[ModelVersion]:
@@ -79,6 +85,7 @@ def _with_roles(models: list[ModelVersion]) -> list[ModelVersion]:
 def model_detail_payload(model: ModelVersion) -> dict:
     _with_roles([model])
     model.promotions_newest_first = list(model_promotions(model=model))
+    model.reward_agreement = reward_agreement_for_model(model=model)
     return ModelVersionDetailOutputSerializer(model).data
 
 

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 # Options each kind accepts, with their defaults; anything else is refused when the snapshot is asked for.
 SNAPSHOT_OPTIONS: dict[str, dict] = {
     SnapshotKind.SFT: {},
-    SnapshotKind.PREFERENCES: {"pairs": PAIRS_LABELER, "include_all_bad": True},
+    # task_ids: only these ranking tasks, each pair naming its task as "task" (a reward model check reads these)
+    SnapshotKind.PREFERENCES: {"pairs": PAIRS_LABELER, "include_all_bad": True, "task_ids": None},
     # limit: at most this many prompts; not_sampled_by: leave out prompts this model version already answered
     SnapshotKind.PROMPTS: {"limit": None, "not_sampled_by": None},
 }
@@ -51,6 +52,12 @@ def snapshot_options_check(*, project: Project, kind: str, options: dict | None)
             raise ApplicationError(f"options.pairs must be one of {', '.join(PAIR_MODES)}.")
         if not isinstance(checked["include_all_bad"], bool):
             raise ApplicationError("options.include_all_bad must be true or false.")
+        task_ids = checked["task_ids"]
+        if task_ids is not None and (
+            not isinstance(task_ids, list) or not task_ids
+            or not all(isinstance(pk, int) and not isinstance(pk, bool) and pk > 0 for pk in task_ids)
+        ):
+            raise ApplicationError("options.task_ids must be a non-empty list of ranking task ids (or null for all).")
     if kind == SnapshotKind.PROMPTS:
         limit = checked["limit"]
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
@@ -122,9 +129,10 @@ def _snapshot_lines(snapshot: DatasetSnapshot) -> Iterator[bytes]:
             raise ApplicationError("No accepted demonstrations yet: an SFT snapshot would be empty.")
         yield from export.lines()
     elif snapshot.kind == SnapshotKind.PREFERENCES:
+        task_ids = options.get("task_ids")  # absent from snapshots made before the option existed
         rows = preference_pairs(
             project=project, pairs=options["pairs"], include_all_bad=options["include_all_bad"],
-            rankings_until=snapshot.labels_until,
+            rankings_until=snapshot.labels_until, task_ids=task_ids, with_task=task_ids is not None,
         )
         yield from _non_empty(_json_lines(rows), "No preference pairs yet: rank some tasks first.")
     else:

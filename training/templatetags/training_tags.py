@@ -65,3 +65,11 @@ def percent_width(fraction) -> str:
 @register.filter
 def short_sha(sha256: str) -> str:
     return (sha256 or "")[:12]
+
+
+@register.filter
+def percent(fraction) -> str:
+    """A share 0..1 as a person reads it: 0.7261 -> "72.6 %"; None -> "–"."""
+    if fraction is None or isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        return "–"
+    return f"{fraction * 100:.1f}\u00a0%"  # no break before the sign
