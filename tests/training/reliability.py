@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +73,14 @@ class Processes:
     def worker(self, name: str, *, queues: str = "default,gpu", **env: str) -> Worker:
         """Start a worker (solo pool, INFO log in its own file) and wait until it registered as a GPU worker."""
         log = self.logs / f"worker-{name}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
-             "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
-             "--hostname", f"{name}-{os.getpid()}@%h"],
-            cwd=ROOT, env=celery_worker_env(**{**RELIABILITY_ENV, "RLHF_WORKER_NAME": name, **env}),
-            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
+                 "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
+                 "--hostname", f"{name}-{os.getpid()}@%h"],
+                cwd=ROOT, env=celery_worker_env(**{**RELIABILITY_ENV, "RLHF_WORKER_NAME": name, **env}),
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self.started.append(process)
         worker = Worker(name=name, process=process, log=log)
 
@@ -94,11 +94,12 @@ class Processes:
 
     def beat(self, **env: str) -> subprocess.Popen:
         """Start celery beat (the database scheduler, as in production) with the given intervals."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--pidfile="],
-            cwd=ROOT, env=celery_worker_env(**{**RELIABILITY_ENV, **env}),
-            stdout=open(self.logs / "beat.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.logs / "beat.log", "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--pidfile="],
+                cwd=ROOT, env=celery_worker_env(**{**RELIABILITY_ENV, **env}),
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self.started.append(process)
         return process
 
@@ -252,15 +253,6 @@ def result_json(folder: Path) -> dict:
     return json.loads((folder / "result.json").read_text())
 
 
-def wait_for_state(run: TrainingRun, state: str, *, timeout: float = 240) -> TrainingRun:
-    def reached() -> bool:
-        run.refresh_from_db()
-        return run.state == state
-
-    wait_for(reached, timeout=timeout, what=f"run {run.pk} to be {state}")
-    return run
-
-
 # ---- a tiny base model -------------------------------------------------------------------------------
 
 
@@ -283,6 +275,3 @@ def tiny_base(project: Project) -> ModelVersion:
     shutil.copytree(_tiny_model_built(), folder)
     return model_register_folder(project=project, name="tiny-base", path=str(folder))
 
-
-def seconds_since(start: float) -> float:
-    return time.monotonic() - start
