@@ -139,3 +139,16 @@ def test_a_snapshot_changed_after_it_was_frozen_fails_the_run_without_retry(proj
     assert run.state == RunState.FAILED and run.attempt == 1  # not retried
     assert engine_starts(run_folder(run)) == 0 and run.engine_started_at is None
     assert not (run_folder(run) / "train.jsonl").exists()
+
+
+def test_a_running_run_that_never_heartbeated_is_requeued_without_stopping_the_reconciler(project, processes):
+    # a holder that died right after its claim, its heartbeat cleared by hand (admin): no timestamp to show
+    base = tiny_base(project)
+    snapshot = _ready_sft_snapshot(project, [_dialogue(0)])
+    run = run_trigger(project=project, kind="sft", input_model=base, snapshot=snapshot, config_overrides=sft_config())
+    TrainingRun.objects.filter(pk=run.pk).update(state=RunState.RUNNING, attempt=1, worker="gone", heartbeat_at=None)
+
+    assert runs_reconcile()["requeued"] == 1
+    run.refresh_from_db()
+    assert run.state == RunState.QUEUED and run.dispatch_count == 2
+    assert run.error == "Attempt 1 lost its worker gone (no heartbeat since it was claimed)."
