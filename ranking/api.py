@@ -353,8 +353,19 @@ class RankingImportDuplicatesSerializer(serializers.Serializer):
     lines = serializers.ListField(child=serializers.IntegerField(), help_text="The first 100 line numbers.")
 
 
+class RankingImportSkippedLineSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class RankingImportSkippedSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    lines = RankingImportSkippedLineSerializer(many=True, help_text="The first 100 lines.")
+
+
 class RankingTaskImportApi(APIView):
-    """Import ranking tasks from a JSONL file (`ranking-jsonl` or `hh-rlhf`): all or nothing, duplicates skipped (managers)."""
+    """Import ranking tasks from a JSONL file (`ranking-jsonl` or `hh-rlhf`): all or nothing unless
+    `skip_invalid`, duplicates skipped (managers)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -362,6 +373,9 @@ class RankingTaskImportApi(APIView):
         project = serializers.IntegerField()
         file = serializers.FileField()
         format = serializers.ChoiceField(choices=FORMATS)
+        skip_invalid = serializers.BooleanField(
+            default=False, help_text="Skip bad lines and report them instead of refusing the whole file."
+        )
 
     class RankingImportOutputSerializer(serializers.Serializer):
         format = serializers.CharField()
@@ -370,6 +384,9 @@ class RankingTaskImportApi(APIView):
         skipped_lines = serializers.ListField(child=serializers.DictField())
         duplicates = RankingImportDuplicatesSerializer(
             help_text="Tasks already in the project, or repeated in the file: skipped."
+        )
+        skipped_invalid = RankingImportSkippedSerializer(
+            help_text="Lines that could not be imported, with why: skipped (skip_invalid only; else the file is refused)."
         )
         task_ids = serializers.ListField(child=serializers.IntegerField())
 
@@ -384,7 +401,8 @@ class RankingTaskImportApi(APIView):
             raise Http404("No such project.")  # a role too low answers like a foreign project
         upload = data["file"]
         report = ranking_tasks_import(
-            project=project, file=upload, format=data["format"], created_by=request.user, size=upload.size
+            project=project, file=upload, format=data["format"], created_by=request.user, size=upload.size,
+            skip_invalid=data["skip_invalid"],
         )
         return ApiResponse(self.RankingImportOutputSerializer(report).data, status=status.HTTP_201_CREATED)
 

@@ -1,7 +1,10 @@
-"""Import ranking tasks from JSONL: ``ranking-jsonl`` and Anthropic's ``hh-rlhf``. All or nothing.
+"""Import ranking tasks from JSONL: ``ranking-jsonl`` and Anthropic's ``hh-rlhf``. All or nothing by default.
 
 Every line is parsed and validated before anything is written; any error refuses the whole file
-with the line numbers of (up to ``MAX_REPORTED_ERRORS``) errors. A task already in the project
+with the line numbers of (up to ``MAX_REPORTED_ERRORS``) errors. With ``skip_invalid`` a line that
+can't be imported is left out and reported with its reason instead (``ImportReport.skipped_invalid``),
+as the demonstrations importer does: Anthropic's own files hold a few such lines (an empty last
+assistant turn, chosen and rejected that differ before it). A task already in the project
 (same context and answers, see ``ranking_task_content_hash``), or repeated in the file, is skipped
 and reported, so importing a file twice creates its tasks once.
 """
@@ -60,10 +63,15 @@ class ImportReport:
     skipped_lines: list[dict] = field(default_factory=list)  # lines left out on purpose, with why
     task_ids: list[int] = field(default_factory=list)
     duplicate_lines: list[int] = field(default_factory=list)  # tasks already in the project or earlier in the file
+    invalid_lines: list[dict] = field(default_factory=list)  # {"line", "reason"}: left out, with skip_invalid only
 
     @property
     def duplicates(self) -> dict:
         return {"count": len(self.duplicate_lines), "lines": sorted(self.duplicate_lines)[:REPORTED_LINES_MAX]}
+
+    @property
+    def skipped_invalid(self) -> dict:
+        return {"count": len(self.invalid_lines), "lines": self.invalid_lines[:REPORTED_LINES_MAX]}
 
 
 def ranking_task_content_hash(*, context: list[dict], answers: Iterable[str]) -> str:
@@ -123,7 +131,8 @@ def _hh_line(row: dict) -> tuple[list[dict], str, str]:
 
 
 def ranking_tasks_import(
-    *, project: Project, file: Iterable[bytes | str], format: str, created_by: AbstractBaseUser | None, size: int = 0
+    *, project: Project, file: Iterable[bytes | str], format: str, created_by: AbstractBaseUser | None, size: int = 0,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     """Import every line of ``file`` as a ranking task of ``project``, or nothing when any line is wrong.
 
@@ -131,6 +140,8 @@ def ranking_tasks_import(
     counts as one of the task's rankings). Lines whose chosen and rejected answers are identical
     carry no preference and are skipped (listed in the report). A task whose context and answers
     are already in the project, or earlier in the file, is skipped and its line reported as a duplicate.
+    With ``skip_invalid`` a line that can't be imported is skipped and reported with its reason
+    instead of refusing the file (bytes that aren't UTF-8 still refuse it: that is the wrong file).
     """
     if format not in FORMATS:
         raise ApplicationError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
@@ -145,6 +156,16 @@ def ranking_tasks_import(
     errors: list[str] = []
     total_errors = 0
     source = TaskSource.HH_RLHF if format == FORMAT_HH_RLHF else TaskSource.RANKING_JSONL
+
+    def line_invalid(number: int, reason: str) -> None:
+        nonlocal total_errors
+        if skip_invalid:
+            report.invalid_lines.append({"line": number, "reason": reason})
+            return
+        total_errors += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append(f"line {number}: {reason}")
+
     try:
         for number, text in _lines(file):
             try:
@@ -165,22 +186,21 @@ def ranking_tasks_import(
                     preferences.append(False)
                 line_numbers.append(number)
             except json.JSONDecodeError as error:
-                total_errors += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.append(f"line {number}: not valid JSON ({error.msg})")
+                line_invalid(number, f"not valid JSON ({error.msg})")
             except RecursionError:
-                total_errors += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.append(f"line {number}: not valid JSON (nested too deeply)")
+                line_invalid(number, "not valid JSON (nested too deeply)")
             except (ValueError, ValidationError) as error:
-                total_errors += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    message = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-                    errors.append(f"line {number}: {message}")
+                line_invalid(number, " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
     except ValueError as error:  # undecodable bytes: stop at once
         raise ImportRefused([str(error)], total=1) from None
     if total_errors:
         raise ImportRefused(errors, total=total_errors)
+    if not built and report.invalid_lines:
+        first = report.invalid_lines[0]
+        raise ApplicationError(
+            f"The file holds no valid tasks to import: {len(report.invalid_lines)} line(s) are invalid. "
+            f"First: line {first['line']}: {first['reason']}"
+        )
     if not built:
         raise ApplicationError("The file holds no tasks to import.")
     try:

@@ -329,3 +329,72 @@ def test_import_endpoint_reports_duplicates(api_client_for, project, make_member
         bodies.append(response.json())
     assert bodies[0]["duplicates"] == {"count": 0, "lines": []} and bodies[0]["tasks_created"] == 2
     assert bodies[1]["duplicates"] == {"count": 2, "lines": [1, 2]} and bodies[1]["tasks_created"] == 0
+
+
+# Lines like the 4 of 1,000 in Anthropic's harmless-base sample that can't become a K=2 task: an empty
+# last assistant turn, and a chosen transcript one exchange longer than the rejected one
+HH_EMPTY_ANSWER = {"chosen": "\n\nHuman: list of bad words\n\nAssistant: ", "rejected": "\n\nHuman: list of bad words\n\nAssistant: Ok"}
+HH_DIVERGING = {
+    "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: And?\n\nAssistant: That is all.",
+    "rejected": "\n\nHuman: Hi\n\nAssistant: Hi there.",
+}
+HH_WITH_BAD_LINES = [HH_LINES[0], HH_EMPTY_ANSWER, HH_DIVERGING, HH_LINES[1]]
+
+
+def test_hh_import_refuses_a_file_with_bad_lines_by_default(project):
+    with pytest.raises(ImportRefused) as refused:
+        _import(project, HH_WITH_BAD_LINES, "hh-rlhf")
+    assert [error.split(":")[0] for error in refused.value.errors] == ["line 2", "line 3"]
+    assert not RankingTask.objects.exists()
+
+
+def test_hh_import_with_skip_invalid_imports_the_good_lines_and_reports_the_others(project):
+    report = ranking_tasks_import(
+        project=project, file=_file(HH_WITH_BAD_LINES), format="hh-rlhf", created_by=None, skip_invalid=True
+    )
+    assert report.tasks_created == 2 and report.rankings_imported == 2
+    assert report.skipped_invalid == {
+        "count": 2,
+        "lines": [
+            {"line": 2, "reason": "chosen: the last assistant turn is empty"},
+            {"line": 3, "reason": "chosen and rejected must share the conversation before their last assistant turn"},
+        ],
+    }
+    assert sorted(RankingTask.objects.values_list("context__0__content", flat=True)) == ["Hi", "What is 2+2?"]
+
+
+def test_skip_invalid_skips_any_line_the_importer_cannot_take(project):
+    lines = [GOOD_TASK, "not json", {"context": [], "responses": ["a", "b"]}, [1, 2]]
+    report = ranking_tasks_import(
+        project=project, file=_file(lines), format="ranking-jsonl", created_by=None, skip_invalid=True
+    )
+    assert report.tasks_created == 1
+    assert [line["line"] for line in report.skipped_invalid["lines"]] == [2, 3, 4]
+    assert report.skipped_invalid["lines"][0]["reason"].startswith("not valid JSON")
+
+
+def test_a_file_with_only_bad_lines_imports_nothing_even_with_skip_invalid(project):
+    with pytest.raises(ApplicationError, match="no valid tasks to import: 2 line"):
+        ranking_tasks_import(project=project, file=_file([HH_EMPTY_ANSWER, HH_DIVERGING]), format="hh-rlhf",
+                             created_by=None, skip_invalid=True)
+    assert not RankingTask.objects.exists()
+
+
+def test_import_endpoint_skips_bad_lines_when_asked(api_client_for, project, make_member):
+    client = api_client_for(make_member(project, Role.MANAGER))
+
+    def post(**extra):
+        upload = _file(HH_WITH_BAD_LINES)
+        upload.name = "hh.jsonl"
+        return client.post("/api/ranking-tasks/import/",
+                           {"project": project.pk, "format": "hh-rlhf", "file": upload, **extra}, format="multipart")
+
+    refused = post()
+    assert refused.status_code == 400 and not RankingTask.objects.exists()
+    response = post(skip_invalid="true")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["tasks_created"] == 2
+    assert body["skipped_invalid"]["count"] == 2
+    assert [line["line"] for line in body["skipped_invalid"]["lines"]] == [2, 3]
+    assert body["skipped_invalid"]["lines"][0]["reason"] == "chosen: the last assistant turn is empty"
