@@ -107,13 +107,14 @@ from config.exceptions import ApplicationError  # noqa: E402
 
 @admin.register(Prompt)
 class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
-    list_display = ["short_text", "project", "source", "is_active", "dialogue_count", "created_by", "created_at"]
-    list_filter = ["is_active", "source", ("project", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["short_text", "project", "source", "is_active", "held_out", "dialogue_count", "created_by",
+                    "created_at"]
+    list_filter = ["is_active", "held_out", "source", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["text"]
     list_select_related = ["project", "created_by"]
     readonly_fields = ["text_hash", "created_at"]
-    fields = ["project", "text", "source", "is_active", "created_by", "text_hash", "created_at"]
-    actions = ["deactivate", "activate"]
+    fields = ["project", "text", "source", "is_active", "held_out", "created_by", "text_hash", "created_at"]
+    actions = ["deactivate", "activate", "hold_out"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_dialogues=Count("dialogues"))
@@ -139,6 +140,10 @@ class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     @admin.action(description="Serve the selected prompts again")
     def activate(self, request, queryset):
         self.message_user(request, f"{queryset.update(is_active=True)} prompts activated.")
+
+    @admin.action(description="Hold the selected prompts out for evaluations")
+    def hold_out(self, request, queryset):
+        self.message_user(request, f"{queryset.update(held_out=True)} prompts held out: only evaluations use them now.")
 
 
 class TurnInlineFormSet(BaseInlineFormSet):

@@ -130,6 +130,11 @@ class Prompt(models.Model):
     text_hash = models.CharField(max_length=64, editable=False)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
     is_active = models.BooleanField(default=True, help_text="Inactive prompts are not served to labelers.")
+    # a test set: what the models are judged on must never be what they were trained on
+    held_out = models.BooleanField(
+        default=False,
+        help_text="Kept for evaluations: never served for demonstrations, sampled into ranking tasks or used by PPO.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

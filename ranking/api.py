@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
 from config.exceptions import ApplicationError
-from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskStatus
+from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
 from ranking.selectors import (
     LabelerFigures,
     labeler_stats,
@@ -101,6 +101,10 @@ class RankingTaskOutputSerializer(serializers.Serializer):
     project = serializers.IntegerField()
     prompt = serializers.IntegerField(allow_null=True)
     status = serializers.ChoiceField(choices=TaskStatus.choices)
+    purpose = serializers.ChoiceField(
+        choices=TaskPurpose.choices,
+        help_text="evaluation: judge it [[best], [the others…]] or [[all answers]] (a tie); it never trains a model.",
+    )
     context = RankingMessageSerializer(many=True)
     responses = RankingTaskResponseOutputSerializer(many=True, help_text="In the order shown to you.")
     rankings_required = serializers.IntegerField()
@@ -140,6 +144,7 @@ def ranking_task_payload(*, task: RankingTask, user, listing: dict | None = None
         "project": task.project_id,
         "prompt": task.prompt_id,
         "status": task.status,
+        "purpose": task.purpose,
         "context": task.context,
         "responses": responses,
         "rankings_required": task.project.rankings_per_task,

@@ -73,6 +73,15 @@ class TaskSource(models.TextChoices):
     HH_RLHF = "hh-rlhf", "hh-rlhf import"
     ADMIN = "admin", "Admin"
     SAMPLING = "sampling", "Sampling job"
+    EVALUATION = "evaluation", "Evaluation"
+
+
+class TaskPurpose(models.TextChoices):
+    """What a task's rankings are for: training the reward model, or judging model versions against each other."""
+
+    RANKING = "ranking", "Ranking (its pairs train the reward model)"
+    # one answer per model version: pick the best or call a tie; never exported, never trains anything
+    EVALUATION = "evaluation", "Evaluation (pick one or tie)"
 
 
 class RankingTask(models.Model):
@@ -90,6 +99,10 @@ class RankingTask(models.Model):
     )
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.OPEN)
     source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.API)
+    purpose = models.CharField(
+        max_length=16, choices=TaskPurpose.choices, default=TaskPurpose.RANKING,
+        help_text="Evaluation tasks judge model versions: never exported as preference pairs, never gold.",
+    )
     is_gold = models.BooleanField(
         default=False, help_text="Gold tasks have a known ranking; they measure labelers and are served to each once."
     )
@@ -118,6 +131,9 @@ class RankingTask(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(is_gold=False) | Q(gold_order__isnull=False), name="gold_task_has_gold_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose="ranking") | Q(is_gold=False), name="evaluation_task_is_never_gold"
             ),
         ]
 

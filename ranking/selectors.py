@@ -16,7 +16,7 @@ from django.utils import timezone
 from annotation.models import Project, Role
 from annotation.selectors import membership_get, user_can_use_training_api
 from config.ids import parse_object_id
-from ranking.models import Flag, Lease, Ranking, RankingTask, Response, Skip, TaskStatus
+from ranking.models import Flag, Lease, Ranking, RankingTask, Response, Skip, TaskPurpose, TaskStatus
 from ranking.services.agreement import kendall_tau_b, krippendorff_alpha_ordinal, pairwise_accuracy
 from ranking.services.consensus import ranked_pairs
 from ranking.services.orderings import ordering_fractional_ranks
@@ -158,6 +158,9 @@ def _figures(*, project: Project, labeler: AbstractBaseUser | None = None) -> tu
         row[0]: row[1:]
         for row in tasks.values_list("pk", "is_gold", "gold_order", "consensus_order", "agreement")
     }
+    # evaluation tasks (pick one or tie) count as work done, but not toward agreement: their judgements
+    # rank model versions, not answers for the reward model
+    evaluation_tasks = set(tasks.filter(purpose=TaskPurpose.EVALUATION).values_list("pk", flat=True))
     items: dict[int, list[int]] = defaultdict(list)
     for task_id, response_id in Response.objects.filter(task__in=tasks.values("pk")).values_list("task_id", "pk"):
         items[task_id].append(response_id)
@@ -190,7 +193,7 @@ def _figures(*, project: Project, labeler: AbstractBaseUser | None = None) -> tu
                 figure.gold_hits += hits
                 figure.gold_pairs += total
                 figure.gold_tasks += 1
-            elif consensus is not None:
+            elif consensus is not None and task_id not in evaluation_tasks:
                 others = [other[1] for j, other in enumerate(task_rankings) if j != index]
                 if others:
                     # leave-one-out: the labeler's own ranking doesn't vote for the consensus it is compared with
@@ -205,7 +208,7 @@ def _figures(*, project: Project, labeler: AbstractBaseUser | None = None) -> tu
     names = dict(get_user_model().objects.filter(pk__in=figures).values_list("pk", "username"))
     for figure in figures.values():
         figure.username = names.get(figure.labeler_id, "")
-    return figures, {"by_task": by_task, "task_info": task_info}
+    return figures, {"by_task": by_task, "task_info": task_info, "evaluation_tasks": evaluation_tasks}
 
 
 def labeler_stats(*, project: Project, labeler: AbstractBaseUser) -> LabelerFigures:
@@ -248,9 +251,12 @@ def project_ranking_quality(*, project: Project, disagreements: int = 10) -> Pro
         figures.values(),
         key=lambda f: (not f.warnings, f.agreement if f.agreement is not None else 2.0, f.username),
     )
-    agreements = [info[3] for info in raw["task_info"].values() if info[3] is not None]
+    evaluation_tasks = raw["evaluation_tasks"]
+    agreements = [
+        info[3] for task_id, info in raw["task_info"].items() if info[3] is not None and task_id not in evaluation_tasks
+    ]
     low = (
-        RankingTask.objects.filter(project=project, agreement__isnull=False)
+        RankingTask.objects.filter(project=project, agreement__isnull=False, purpose=TaskPurpose.RANKING)
         .exclude(status=TaskStatus.DISABLED)
         .annotate(ranking_count=Count("rankings"))
         .order_by("agreement", "pk")[:disagreements]
@@ -261,7 +267,9 @@ def project_ranking_quality(*, project: Project, disagreements: int = 10) -> Pro
     labels = dict(Flag.choices)
     return ProjectQuality(
         labelers=labelers,
-        alpha=project_krippendorff_alpha(by_task=raw["by_task"]),
+        alpha=project_krippendorff_alpha(
+            by_task={task_id: rows for task_id, rows in raw["by_task"].items() if task_id not in evaluation_tasks}
+        ),
         mean_task_agreement=fmean(agreements) if agreements else None,
         counts=ranking_task_counts(project=project),
         rankings=sum(len(rows) for rows in raw["by_task"].values()),

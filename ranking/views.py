@@ -10,7 +10,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from annotation.models import Role
 from annotation.selectors import membership_get, project_get_for_user, user_has_role
 from config.exceptions import ApplicationError
-from ranking.models import SCORE_MAX, SCORE_MIN, Flag
+from ranking.models import SCORE_MAX, SCORE_MIN, Flag, TaskPurpose
 from ranking.selectors import (
     labeler_stats,
     project_ranking_quality,
@@ -33,6 +33,8 @@ def rank_next(request, project_id: int):
         return render(request, "ranking/rank_none.html", context)
     task = lease.task
     responses = responses_in_shown_order(task=task, labeler=request.user)
+    if task.purpose == TaskPurpose.EVALUATION:
+        return _judge(request, context, task=task, lease=lease, responses=responses)
     context.update(
         task=task,
         lease=lease,
@@ -49,6 +51,24 @@ def rank_next(request, project_id: int):
         },
     )
     return render(request, "ranking/rank.html", context)
+
+
+def _judge(request, context: dict, *, task, lease, responses):
+    """An evaluation task: the answers side by side, shuffled and unnamed; pick the better one or call a tie."""
+    context.update(
+        task=task,
+        lease=lease,
+        responses=responses,
+        guideline=context["project"].current_guideline,
+        app_config={
+            "taskId": task.pk,
+            "responses": [{"id": r.pk, "label": index} for index, r in enumerate(responses, start=1)],
+            "submitUrl": reverse("api-ranking-submit", args=[task.pk]),
+            "skipUrl": reverse("api-ranking-task-skip", args=[task.pk]),
+            "nextUrl": reverse("ranking-rank", args=[context["project"].pk]),
+        },
+    )
+    return render(request, "ranking/judge.html", context)
 
 
 @login_required

@@ -20,6 +20,8 @@ from annotation.models import Membership, Role
 from config.exceptions import ApplicationError
 from training.models import (
     DatasetSnapshot,
+    Evaluation,
+    EvaluationEntry,
     GpuWorker,
     LoopPolicy,
     MetricPoint,
@@ -186,6 +188,32 @@ class SamplingJobAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.Mode
         return job.run.get_state_display()
 
 
+class EvaluationEntryInline(admin.TabularInline):
+    model = EvaluationEntry
+    extra = 0
+    fields = ["position", "model", "run"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
+    """Evaluations are started through the API, the Models page or the loop; their tasks are in ranking tasks."""
+
+    list_display = ["id", "project", "model_names", "tasks_created", "prompts_skipped", "ingested_at", "trigger",
+                    "created_at"]
+    list_filter = ["trigger", ("project", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["=id", "entries__model__name"]
+    list_select_related = ["project"]
+    fields = ["project", "snapshot", "tasks_created", "prompts_skipped", "ingested_at", "error", "trigger",
+              "created_by", "created_at"]
+    inlines = [EvaluationEntryInline]
+
+    @admin.display(description="models")
+    def model_names(self, evaluation: Evaluation) -> str:
+        return " vs ".join(entry.model.name for entry in evaluation.entries.select_related("model"))
+
+
 class LoopPolicyForm(forms.ModelForm):
     """The editable fields of a loop policy, checked as the API checks them; models only of its project."""
 
@@ -224,6 +252,7 @@ class LoopPolicyAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["project", "enabled", "base_model", "preference_method", "auto_promote"]}),
         ("Thresholds", {"fields": ["sft_min_new_demonstrations", "reward_min_new_rankings",
                                    "prompts_per_sampling_job", "queue_low_water"]}),
+        ("Promotion judged by people", {"fields": ["min_win_rate_to_promote", "evaluation_prompts"]}),
         ("Engine config per run kind", {"fields": ["config_templates"]}),
         ("Current models (changed by promotion, on the Models page)",
          {"fields": ["current_policy", "current_reward_model"]}),

@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Project
+from annotation.models import Project, Prompt
 from ranking.models import RankingTask
 
 
@@ -281,6 +281,68 @@ class SamplingJob(models.Model):
         return f"Sampling job {self.pk} ({self.model})"
 
 
+class EvaluationState(models.TextChoices):
+    """Where an evaluation stands; read from its runs and tasks, never stored."""
+
+    SAMPLING = "sampling", "The models answer"
+    JUDGING = "judging", "People judge"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+
+
+class Evaluation(models.Model):
+    """People judge model versions against each other on held-out prompts; the judgements never train anything.
+
+    Each model answers every prompt once, in a ``sample`` run of its own; when the last of them succeeds,
+    the answers become evaluation tasks (one per prompt, one answer per model) in the transaction that
+    settles that run. Its state is read from its runs and tasks (``training.selectors_evaluations``).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluations")
+    prompts = models.ManyToManyField(Prompt, related_name="evaluations", help_text="The held-out prompts judged.")
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="evaluations",
+        help_text="The prompts file every model answers.",
+    )
+    tasks = models.ManyToManyField(
+        "ranking.RankingTask", blank=True, related_name="evaluations", help_text="Its evaluation tasks."
+    )
+    tasks_created = models.PositiveIntegerField(default=0)
+    prompts_skipped = models.PositiveIntegerField(default=0, help_text="Prompts some model gave no answer to.")
+    ingested_at = models.DateTimeField(null=True, blank=True, help_text="When its answers became tasks.")
+    error = models.TextField(blank=True, help_text="Why it could not make its tasks, if it could not.")
+    trigger = models.CharField(max_length=16, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Evaluation {self.pk} ({self.project})"
+
+
+class EvaluationEntry(models.Model):
+    """One model version of an evaluation and the sample run that writes its answers."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="entries")
+    model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="evaluation_entries")
+    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="evaluation_entry")
+    position = models.PositiveSmallIntegerField(help_text="Order given (labelers see the answers shuffled).")
+
+    class Meta:
+        ordering = ["evaluation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "model"], name="one_entry_per_model_per_evaluation"),
+            models.UniqueConstraint(fields=["evaluation", "position"], name="one_entry_per_position_per_evaluation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} in evaluation {self.evaluation_id}"
+
+
 class LoopPolicy(models.Model):
     """How a project's loop runs itself: thresholds, what follows what, templates, promotion."""
 
@@ -312,6 +374,16 @@ class LoopPolicy(models.Model):
     )
     auto_promote = models.BooleanField(
         default=True, help_text="A new policy becomes current by itself; off: it waits for a person to promote it."
+    )
+    min_win_rate_to_promote = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Before a new policy is promoted automatically, people judge it against the current policy on "
+                  "held-out prompts; it is promoted only if the lower end of the 95 % interval of its win rate "
+                  "(ties count half) reaches this. Empty: no evaluation.",
+    )
+    evaluation_prompts = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Held-out prompts an evaluation started by the loop judges.",
     )
     config_templates = models.JSONField(
         default=dict, blank=True,

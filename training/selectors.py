@@ -14,7 +14,7 @@ from django.utils import timezone
 from annotation.models import Dialogue, DialogueStatus, Project, Prompt
 from annotation.selectors import user_manages_project_data
 from config.ids import parse_object_id
-from ranking.models import Ranking, RankingTask, TaskStatus
+from ranking.models import Ranking, RankingTask, TaskPurpose, TaskStatus
 from training.models import (
     DatasetSnapshot,
     GpuWorker,
@@ -29,6 +29,7 @@ from training.models import (
     SamplingJob,
     TrainingRun,
 )
+from training.selectors_evaluations import promotion_gate
 
 # ---- who may see what: managers of the project and ML engineers who belong to it; others get 404 ----
 
@@ -250,7 +251,8 @@ def _last_run(project: Project, kinds: list[str], **filters) -> TrainingRun | No
 
 
 def _active_loop_run(project: Project, kind: str) -> TrainingRun | None:
-    return TrainingRun.objects.filter(project=project, kind=kind, state__in=RunState.active()).order_by("-id").first()
+    runs = TrainingRun.objects.filter(project=project, kind=kind, state__in=RunState.active())
+    return runs.filter(evaluation_entry__isnull=True).order_by("-id").first()  # an evaluation's runs are its own
 
 
 def _failure(run: TrainingRun | None) -> str:
@@ -286,7 +288,7 @@ def loop_status(*, project: Project) -> LoopStatus:
     preference_kind = RunKind.DPO if policy.preference_method == PreferenceMethod.DPO else RunKind.REWARD
     last_preference = _last_run(project, [RunKind.REWARD, RunKind.DPO])
     cutoff = last_preference.snapshot.labels_until if last_preference and last_preference.snapshot else None
-    rankings = Ranking.objects.filter(task__project=project)
+    rankings = Ranking.objects.filter(task__project=project, task__purpose=TaskPurpose.RANKING)  # not judgements
     new_rankings = (rankings.filter(created_at__gt=cutoff) if cutoff else rankings).count()
     need = policy.reward_min_new_rankings
     active = _active_loop_run(project, preference_kind)
@@ -314,21 +316,13 @@ def loop_status(*, project: Project) -> LoopStatus:
             last_error=_failure(last_ppo), inputs={"input_model": sft_model, "reward_model": reward},
         ))
 
-    candidate = promotion_candidate(project=project, policy=policy)
-    if candidate is None:
-        promote_waiting, promote_ready = "a new policy", False
-    elif policy.auto_promote:
-        promote_waiting, promote_ready = f"{candidate.name} is promoted automatically", True
-    else:
-        promote_waiting, promote_ready = f"a person to promote {candidate.name}", False
-    steps.append(LoopStep(key="promote", title="Promote", ready=promote_ready, waiting_for=promote_waiting,
-                          inputs={"model": candidate}))
+    steps.append(_promote_step(project=project, policy=policy))
 
     sampler = policy.current_policy or policy.base_model
     active = _active_loop_run(project, RunKind.SAMPLE)
     last_job = SamplingJob.objects.filter(model=sampler).select_related("run").order_by("-id").first() if sampler else None
     open_tasks = RankingTask.objects.filter(
-        project=project, status=TaskStatus.OPEN, is_gold=False
+        project=project, status=TaskStatus.OPEN, is_gold=False, purpose=TaskPurpose.RANKING
     )[: max(policy.queue_low_water, 1)].count()
     unsampled = sampler is not None and prompts_left_for(project=project, model=sampler)
     if sampler is None:
@@ -351,6 +345,30 @@ def loop_status(*, project: Project) -> LoopStatus:
     return LoopStatus(policy=policy, steps=steps)
 
 
+def _promote_step(*, project: Project, policy: LoopPolicy) -> LoopStep:
+    """The promote step; with ``min_win_rate_to_promote`` set, people judge the candidate against the model
+    sampled now (the current policy, else the base model) first, and it is promoted only if it wins enough."""
+    candidate = promotion_candidate(project=project, policy=policy)
+    baseline = policy.current_policy or policy.base_model
+    if candidate is None:
+        return LoopStep(key="promote", title="Promote", ready=False, waiting_for="a new policy",
+                        inputs={"model": candidate})
+    if not policy.auto_promote:
+        return LoopStep(key="promote", title="Promote", ready=False, waiting_for=f"a person to promote {candidate.name}",
+                        inputs={"model": candidate})
+    if policy.min_win_rate_to_promote is None or baseline is None:
+        return LoopStep(key="promote", title="Promote", ready=True,
+                        waiting_for=f"{candidate.name} is promoted automatically", inputs={"model": candidate})
+    gate = promotion_gate(policy=policy, candidate=candidate, baseline=baseline)
+    inputs = {"model": candidate, "reason": gate.reason}
+    if gate.start_evaluation:
+        inputs["evaluate_against"] = baseline  # a tick starts the evaluation; "run it now" promotes at once
+    return LoopStep(
+        key="promote", title="Promote", ready=gate.ready, waiting_for=gate.waiting_for, have=gate.have,
+        need=gate.need, active_run=gate.active_run, last_error=gate.last_error, inputs=inputs,
+    )
+
+
 def promotion_candidate(*, project: Project, policy: LoopPolicy) -> ModelVersion | None:
     """The newest policy-like model trained after the current policy and never promoted, if any."""
     models = ModelVersion.objects.filter(project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY], run__isnull=False)
@@ -365,5 +383,6 @@ def prompts_left_for(*, project: Project, model: ModelVersion) -> bool:
     from django.db.models import Exists, OuterRef
 
     sampled = RankingTask.objects.filter(prompt=OuterRef("pk"), responses__generator=model.name)
-    return Prompt.objects.filter(project=project, is_active=True).exclude(Exists(sampled)).exists()
+    prompts = Prompt.objects.filter(project=project, is_active=True, held_out=False)  # held-out: evaluations only
+    return prompts.exclude(Exists(sampled)).exists()
 

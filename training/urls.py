@@ -1,6 +1,7 @@
 from django.urls import path
 
 from training import views
+from training.api import evaluations as evaluation_api
 from training.api import loop as loop_api
 from training.api import model_versions as model_api
 from training.api import reward_agreement as reward_agreement_api
@@ -32,6 +33,9 @@ urlpatterns = [
     path("api/sampling-jobs/", sampling_api.SamplingJobListCreateApi.as_view(), name="api-training-sampling-jobs"),
     path("api/sampling-jobs/<id:job_id>/", sampling_api.SamplingJobDetailApi.as_view(),
          name="api-training-sampling-job-detail"),
+    path("api/evaluations/", evaluation_api.EvaluationListCreateApi.as_view(), name="api-training-evaluations"),
+    path("api/evaluations/<id:evaluation_id>/", evaluation_api.EvaluationDetailApi.as_view(),
+         name="api-training-evaluation-detail"),
     path("api/projects/<id:project_id>/loop/", loop_api.LoopApi.as_view(), name="api-training-loop"),
     path("api/projects/<id:project_id>/loop/steps/<slug:key>/start/", loop_api.LoopStepStartApi.as_view(),
          name="api-training-loop-step-start"),

@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from training.api.reward_agreement import RewardAgreementOutputSerializer
-from training.models import MetricPoint, ModelVersion, RunKind, RunState, SamplingJob, TrainingRun
+from training.models import MetricPoint, ModelKind, ModelVersion, RunKind, RunState, SamplingJob, TrainingRun
 from training.selectors import (
+    loop_policy_get,
     loop_status,
     metric_points,
     model_lineage,
@@ -28,12 +29,19 @@ from training.selectors import (
     worker_is_alive,
     workers_list,
 )
+from training.selectors_evaluations import (
+    evaluation_list,
+    evaluation_progress,
+    evaluation_results,
+    project_evaluation_results,
+)
 from training.selectors_reward_agreement import reward_agreement_report
 from training.services.execution import run_log_tail
 from training.services.model_versions import PROMOTABLE
 
 RUNS_PER_PAGE = 20
 SAMPLING_JOBS_SHOWN = 10
+EVALUATIONS_SHOWN = {"home": 3, "models": 10}
 LOG_TAIL_BYTES = 64 * 1024  # as the log API sends
 
 # The figure a run is summed up by, per kind: the first of these it has (key, label).
@@ -134,6 +142,7 @@ def training_home(request, project_id: int):
         "runs": runs,
         "jobs": jobs,
         "workers": workers,
+        "evaluations": _evaluation_views(project=project, user=request.user, shown=EVALUATIONS_SHOWN["home"]),
         "reward_agreement": reward_agreement,
         "reward_agreement_data": RewardAgreementOutputSerializer(reward_agreement).data,
     })
@@ -204,8 +213,27 @@ def models_page(request, project_id: int):
     project = training_project_get(user=request.user, project_id=project_id)
     roots = model_lineage(project=project)
     by_pk = {node["model"].pk: node["model"] for node in _walk(roots)}
+    judged = project_evaluation_results(project=project)
+    for node in _walk(roots):
+        node["rating"] = judged.rating_of(node["model"])
     return render(request, "training/models.html", {
         "project": project,
         "roots": _lineage_view(roots, by_pk=by_pk),
         "model_count": len(by_pk),
+        "judged": judged,
+        "evaluations": _evaluation_views(project=project, user=request.user, shown=EVALUATIONS_SHOWN["models"]),
+        "evaluable_models": [model for model in by_pk.values() if model.kind != ModelKind.REWARD],
+        "evaluations_url": reverse("api-training-evaluations"),
+        "evaluation_prompts": loop_policy_get(project=project).evaluation_prompts,
     })
+
+
+def _evaluation_views(*, project, user, shown: int) -> list[dict]:
+    """The newest evaluations with where each stands and, once judged, its pairwise results (each with its interval)."""
+    views = []
+    for evaluation in evaluation_list(user=user, project=project)[:shown]:
+        progress = evaluation_progress(evaluation=evaluation)
+        results = evaluation_results(evaluation=evaluation) if progress.judgements else None
+        views.append({"evaluation": evaluation, "entries": list(evaluation.entries.all()), "progress": progress,
+                      "results": results})
+    return views

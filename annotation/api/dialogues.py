@@ -120,6 +120,7 @@ class PromptOutputSerializer(serializers.Serializer):
     text = serializers.CharField()
     source = serializers.CharField()
     is_active = serializers.BooleanField()
+    held_out = serializers.BooleanField(help_text="Kept for evaluations: never served for demonstrations or sampled.")
     created_at = serializers.DateTimeField()
     demonstrations = serializers.IntegerField(help_text="Submitted or accepted dialogues for it.")
     accepted = serializers.IntegerField()

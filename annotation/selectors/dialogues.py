@@ -131,7 +131,7 @@ def project_demonstration_figures(*, project: Project) -> dict:
     taken = Q(dialogues__status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]) | Q(
         dialogues__status=DialogueStatus.DRAFT, dialogues__lease_expires_at__gt=now
     )
-    prompts = Prompt.objects.filter(project=project, is_active=True).annotate(
+    prompts = Prompt.objects.filter(project=project, is_active=True, held_out=False).annotate(
         taken=Count("dialogues", filter=taken)
     )
     by_status = dict(

@@ -236,7 +236,7 @@ def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: i
         dialogues__status=DialogueStatus.DRAFT, dialogues__lease_expires_at__gt=now
     )
     return list(
-        Prompt.objects.filter(project=project, is_active=True)
+        Prompt.objects.filter(project=project, is_active=True, held_out=False)  # held-out prompts judge models
         .exclude(dialogues__author=user)
         .annotate(taken=Count("dialogues", filter=slot))
         .filter(taken__lt=target)
@@ -255,11 +255,12 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
             return LeaseResult(dialogue=held, created=False)
         prompt = (
             Prompt.objects.select_for_update(skip_locked=not wait)
-            .filter(pk=prompt_id, is_active=True)
+            .filter(pk=prompt_id, is_active=True, held_out=False)
             .first()
         )
         if prompt is None:
-            return "locked" if Prompt.objects.filter(pk=prompt_id, is_active=True).exists() else "gone"
+            servable = Prompt.objects.filter(pk=prompt_id, is_active=True, held_out=False)
+            return "locked" if servable.exists() else "gone"
         if Dialogue.objects.filter(prompt=prompt, author=user).exists():
             return "full"
         if _prompt_slots_taken(prompt=prompt, now=now) >= target:

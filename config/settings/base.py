@@ -155,6 +155,7 @@ SPECTACULAR_SETTINGS = {
         "PromotionRoleEnum": "training.models.Promotion.Role",
         "RunTriggerEnum": "training.models.RunTrigger",
         "SamplingJobSourceEnum": "training.models.SamplingJob.Source",
+        "EvaluationStateEnum": "training.models.EvaluationState",
         "RoleEnum": "annotation.models.Role",  # the name it had before training came
     },
 }

@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db.models import Prefetch
 
 from annotation.models import Project
-from ranking.models import Ranking, RankingTask, TaskStatus
+from ranking.models import Ranking, RankingTask, TaskPurpose, TaskStatus
 from ranking.services.imports import hh_transcript_render
 from ranking.services.orderings import ordering_pairs
 
@@ -29,7 +29,11 @@ def _tasks(
     *, project: Project, consensus_only: bool, rankings_until: datetime | None = None,
     task_ids: Collection[int] | None = None,
 ):
-    tasks = RankingTask.objects.filter(project=project).exclude(status=TaskStatus.DISABLED).order_by("pk")
+    # evaluation tasks judge model versions: they never train one
+    tasks = (
+        RankingTask.objects.filter(project=project, purpose=TaskPurpose.RANKING)
+        .exclude(status=TaskStatus.DISABLED).order_by("pk")
+    )
     if task_ids is not None:
         tasks = tasks.filter(pk__in=list(task_ids))
     if consensus_only:

@@ -15,12 +15,12 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Membership, Project
-from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
+from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskPurpose, TaskStatus
 
 # Candidates tried per request before giving up: each is locked and recounted, so a few are plenty.
 _MAX_ATTEMPTS = 20
@@ -36,7 +36,7 @@ def ranking_task_slots_taken(*, task: RankingTask, now=None, exclude_labeler: Ab
 
 
 def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool, now) -> QuerySet[RankingTask]:
-    """Tasks this labeler may be given, the nearest to completion first (so finished tasks come sooner)."""
+    """Tasks this labeler may be given: evaluation tasks, then the nearest to completion (finished sooner)."""
     rankings = Ranking.objects.filter(task=OuterRef("pk")).values("task").annotate(n=Count("pk")).values("n")
     leases = (
         Lease.objects.filter(task=OuterRef("pk"), expires_at__gt=now).values("task").annotate(n=Count("pk")).values("n")
@@ -54,8 +54,10 @@ def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool, now)
     )
     if gold:
         return tasks.order_by("taken_rankings", "pk")
+    # evaluation tasks first: there are few, and a new policy may wait for their verdict to be promoted
+    evaluation_first = Case(When(purpose=TaskPurpose.EVALUATION, then=Value(0)), default=Value(1))
     return tasks.filter(taken_rankings__lt=project.rankings_per_task - F("taken_leases")).order_by(
-        "-taken_rankings", "pk"
+        evaluation_first, "-taken_rankings", "pk"
     )
 
 
@@ -92,8 +94,8 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
     """Lease the labeler's next task in ``project`` and return the lease, or None when nothing is left for them.
 
     A live lease the labeler already holds is returned again (with a fresh expiry). Otherwise a gold
-    task when one is due (``gold_is_due``), else the open task nearest completion that still needs a
-    ranking, that this labeler did not rank, skip or write an answer of.
+    task when one is due (``gold_is_due``), else an open evaluation task, else the open task nearest
+    completion, that still needs a ranking and that this labeler did not rank, skip or write an answer of.
     """
     if project.is_archived:
         return None

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.exceptions import ApplicationError, ConflictError
-from ranking.models import SCORE_MAX, SCORE_MIN, Flag, Lease, Ranking, RankingTask, TaskStatus
+from ranking.models import SCORE_MAX, SCORE_MIN, Flag, Lease, Ranking, RankingTask, TaskPurpose, TaskStatus
 from ranking.services.leasing import ranking_task_slots_taken
 from ranking.services.orderings import OrderingError, ordering_check, ordering_normalise
 from ranking.services.tasks import ranking_task_consensus_refresh
@@ -71,6 +71,16 @@ def ranking_scores_check(scores: object, *, response_ids: set[int]) -> dict[str,
     return checked
 
 
+def judgement_check(order: list[list[int]]) -> None:
+    """Raise unless an evaluation task's order picks one best answer (the rest behind it) or ties them all."""
+    if len(order) == 1 or (len(order) == 2 and len(order[0]) == 1):
+        return
+    raise ApplicationError(
+        "This is an evaluation task: pick the one best answer, [[best], [every other answer]], or call a tie, "
+        "[[every answer]]."
+    )
+
+
 def ranking_submit(
     *,
     task: RankingTask,
@@ -108,6 +118,8 @@ def ranking_submit(
             checked_order = ordering_check(order, item_ids=response_ids)
         except OrderingError as error:
             raise ApplicationError(str(error)) from None
+        if task.purpose == TaskPurpose.EVALUATION:
+            judgement_check(checked_order)
         checked_flags = ranking_flags_check(flags, response_ids=response_ids)
         checked_scores = ranking_scores_check(scores, response_ids=response_ids)
         _check_may_rank(task=task, labeler=labeler)

@@ -19,6 +19,7 @@ from ranking.models import (
     Ranking,
     RankingTask,
     Response,
+    TaskPurpose,
     TaskSource,
     TaskStatus,
 )
@@ -175,6 +176,8 @@ def ranking_tasks_consensus_recompute(*, task_ids: Sequence[int]) -> int:
 def ranking_task_gold_set(*, task: RankingTask, order: list | None) -> RankingTask:
     """Make the task gold with ``order`` (groups of response ids), or ordinary again when ``order`` is None."""
     task = RankingTask.objects.select_for_update().select_related("project").get(pk=task.pk)
+    if order is not None and task.purpose == TaskPurpose.EVALUATION:
+        raise ApplicationError("An evaluation task can't be gold: its judgements measure models, not labelers.")
     if order is None:
         task.is_gold, task.gold_order = False, None
     else:

@@ -25,17 +25,18 @@
     return "The server answered " + response.status + " " + response.statusText + ".";
   }
 
-  async function post(button) {
+  async function post(button, request) {
+    request = request || { url: button.dataset.postUrl, method: button.dataset.method, body: button.dataset.body };
     const original = button.textContent;
     button.disabled = true;
     button.textContent = button.dataset.working || "Working…";
     say("");
     try {
-      const response = await fetch(button.dataset.postUrl, {
-        method: button.dataset.method || "POST",
+      const response = await fetch(request.url, {
+        method: request.method || "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
-        body: button.dataset.body || "{}",
+        body: request.body || "{}",
       });
       let body = null;
       try { body = await response.json(); } catch (ignored) { body = null; }
@@ -48,6 +49,27 @@
       button.textContent = original;
     }
   }
+
+  // A form with data-post-url sends itself as JSON: checkbox groups as lists of ids, numbers as numbers.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-post-url]");
+    if (!form) return;
+    event.preventDefault();
+    const body = form.dataset.project ? { project: Number(form.dataset.project) } : {};
+    form.querySelectorAll("input[name]").forEach((input) => {
+      if (input.type === "checkbox") {
+        body[input.name] = body[input.name] || [];
+        if (input.checked) body[input.name].push(Number(input.value));
+      } else if (input.type === "number") {
+        body[input.name] = input.value === "" ? null : Number(input.value);
+      } else {
+        body[input.name] = input.value;
+      }
+    });
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return;
+    await post(button, { url: form.dataset.postUrl, body: JSON.stringify(body) });
+  });
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-post-url]");

@@ -74,8 +74,8 @@ def test_labelers_see_no_generator_gold_or_others_rankings(api_client_for, proje
     RankingFactory(task=task)
     labeler = make_member(project)
     data = api_client_for(labeler).get(f"/api/ranking-tasks/{task.pk}/").json()
-    assert set(data) == {"id", "project", "prompt", "status", "context", "responses", "rankings_required",
-                         "lease_expires_at", "my_ranking"}
+    assert set(data) == {"id", "project", "prompt", "status", "purpose", "context", "responses",
+                         "rankings_required", "lease_expires_at", "my_ranking"}
     assert all(set(r) == {"id", "content"} for r in data["responses"])
     manager = make_member(project, Role.MANAGER)
     full = api_client_for(manager).get(f"/api/ranking-tasks/{task.pk}/").json()

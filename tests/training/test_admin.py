@@ -103,7 +103,7 @@ def _policy_form(policy, **changes) -> dict:
         "sft_min_new_demonstrations": policy.sft_min_new_demonstrations,
         "reward_min_new_rankings": policy.reward_min_new_rankings,
         "prompts_per_sampling_job": policy.prompts_per_sampling_job, "queue_low_water": policy.queue_low_water,
-        "config_templates": "{}",
+        "evaluation_prompts": policy.evaluation_prompts, "config_templates": "{}",
     }
     data.update(changes)
     return {key: value for key, value in data.items() if value != ""}

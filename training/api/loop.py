@@ -42,6 +42,14 @@ class LoopOutputSerializer(serializers.Serializer):
     queue_low_water = serializers.IntegerField(source="policy.queue_low_water")
     preference_method = serializers.ChoiceField(source="policy.preference_method", choices=PreferenceMethod.choices)
     auto_promote = serializers.BooleanField(source="policy.auto_promote")
+    min_win_rate_to_promote = serializers.FloatField(
+        source="policy.min_win_rate_to_promote", allow_null=True,
+        help_text="People judge a new policy against the current one first; it is promoted automatically only if "
+                  "the low end of the 95 % interval of its win rate (ties half) reaches this. Null: no evaluation.",
+    )
+    evaluation_prompts = serializers.IntegerField(
+        source="policy.evaluation_prompts", help_text="Held-out prompts an evaluation started by the loop judges."
+    )
     config_templates = serializers.JSONField(source="policy.config_templates")
     current_policy = TrainingModelRefSerializer(source="policy.current_policy", allow_null=True)
     current_reward_model = TrainingModelRefSerializer(source="policy.current_reward_model", allow_null=True)
@@ -62,6 +70,7 @@ LOOP_EXAMPLE = {
     "project": 1, "enabled": True, "base_model": {"id": 7, "name": "qwen2.5-0.5b-instruct", "kind": "base"},
     "sft_min_new_demonstrations": 50, "reward_min_new_rankings": 50, "prompts_per_sampling_job": 50,
     "queue_low_water": 10, "preference_method": "reward_ppo", "auto_promote": True,
+    "min_win_rate_to_promote": 0.5, "evaluation_prompts": 50,
     "config_templates": {"sft": {"num_epochs": 2}, "sample": {"max_new_tokens": 128}},
     "current_policy": {"id": 9, "name": "sft-v1", "kind": "sft"}, "current_reward_model": None,
     "last_tick_at": "2025-05-02T10:15:00Z", "last_tick_note": "", "updated_at": "2025-05-01T08:00:00Z",
@@ -101,6 +110,11 @@ class LoopApi(APIView):
         )
         preference_method = serializers.ChoiceField(required=False, choices=PreferenceMethod.choices)
         auto_promote = serializers.BooleanField(required=False)
+        min_win_rate_to_promote = serializers.FloatField(
+            required=False, allow_null=True, min_value=0.0, max_value=1.0,
+            help_text="e.g. 0.5: promote only a policy that people judge better than the current one (null: off).",
+        )
+        evaluation_prompts = serializers.IntegerField(required=False, min_value=1, max_value=1000)
         config_templates = serializers.DictField(
             required=False, child=serializers.DictField(),
             help_text='Engine settings per run kind: {"sft": {"num_epochs": 2}, "sample": {"max_new_tokens": 128}}.',

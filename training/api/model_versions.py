@@ -18,6 +18,7 @@ from training.api.common import (
     project_filter,
     project_parameter,
 )
+from training.api.evaluations import ModelJudgedOutputSerializer, model_judged_payload
 from training.api.reward_agreement import RewardModelAgreementSerializer
 from training.api.runs import TrainingRunOutputSerializer, run_payload
 from training.models import ModelKind, ModelVersion, Promotion
@@ -72,6 +73,9 @@ class ModelVersionDetailOutputSerializer(ModelVersionOutputSerializer):
         allow_null=True, help_text="A reward model: how often it orders fresh human preference pairs (tasks it never "
         "trained on) as the labelers did, beside the labelers' own agreement on them. Null for other kinds.",
     )
+    judged = ModelJudgedOutputSerializer(
+        allow_null=True, help_text="What people judged in the project's evaluations (null: never evaluated)."
+    )
 
 
 def _with_roles(models: list[ModelVersion]) -> list[ModelVersion]:
@@ -86,6 +90,7 @@ def model_detail_payload(model: ModelVersion) -> dict:
     _with_roles([model])
     model.promotions_newest_first = list(model_promotions(model=model))
     model.reward_agreement = reward_agreement_for_model(model=model)
+    model.judged = model_judged_payload(model)
     return ModelVersionDetailOutputSerializer(model).data
 
 

@@ -15,6 +15,7 @@ from annotation.models import Project
 from config.exceptions import ApplicationError
 from training.models import LoopPolicy, Promotion, RunKind, RunTrigger
 from training.selectors import loop_policy_get, loop_status
+from training.services.evaluations import evaluation_start
 from training.services.model_versions import model_promote
 from training.services.runs import run_trigger
 from training.services.sampling import sampling_job_start
@@ -71,8 +72,15 @@ def loop_step_start_now(*, project: Project, key: str, started_by=None) -> str:
 def _step_start(*, project: Project, key: str, inputs: dict, started_by=None) -> str:
     trigger = RunTrigger.LOOP
     if key == "promote":
-        model = inputs["model"]
-        model_promote(model=model, promoted_by=started_by, automatic=started_by is None, reason="loop")
+        model, baseline = inputs["model"], inputs.get("evaluate_against")
+        if baseline is not None and started_by is None:  # people judge it first (min_win_rate_to_promote)
+            policy = loop_policy_get(project=project)
+            evaluation = evaluation_start(
+                project=project, models=[model, baseline], num_prompts=policy.evaluation_prompts, trigger=trigger,
+            )
+            return f"evaluation {evaluation.pk} of {model.name} against {baseline.name}"
+        model_promote(model=model, promoted_by=started_by, automatic=started_by is None,
+                      reason=inputs.get("reason") or "loop")
         return f"promoted {model.name}"
     if key == "sample":
         policy = loop_policy_get(project=project)

@@ -24,6 +24,8 @@ LOOP_POLICY_EDITABLE = (
     "queue_low_water",
     "preference_method",
     "auto_promote",
+    "min_win_rate_to_promote",
+    "evaluation_prompts",
     "config_templates",
 )
 

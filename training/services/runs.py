@@ -214,11 +214,13 @@ def run_trigger(
     trigger: str = RunTrigger.MANUAL,
     created_by: AbstractBaseUser | None = None,
     extra_wiring: dict | None = None,
+    dedup_key: str = "",
 ) -> TrainingRun:
     """Create a queued run and dispatch it (once its snapshot is ready); return it.
 
     With no ``snapshot`` a fresh one of the right kind is built first. The same trigger twice at the
-    same instant makes one run: the second raises ConflictError naming the first.
+    same instant makes one run: the second raises ConflictError naming the first. ``dedup_key`` names
+    the run's identity when the caller knows it better (an evaluation's run per model).
     """
     if kind not in RUN_SPECS:
         raise _refused("kind", f"kind must be one of {', '.join(RUN_SPECS)}; got {kind!r}.")
@@ -232,8 +234,10 @@ def run_trigger(
     )
     if output_name and ModelVersion.objects.filter(project=project, name=output_name).exists():
         raise _refused("name", f"A model version named {output_name!r} exists already in this project.")
-    dedup_key = _dedup_key(kind=kind, input_model=input_model, reward_model=reward_model, snapshot=snapshot,
-                           overrides=config_overrides, extra=[extra_wiring or {}, output_name], trigger=trigger)
+    dedup_key = dedup_key or _dedup_key(
+        kind=kind, input_model=input_model, reward_model=reward_model, snapshot=snapshot,
+        overrides=config_overrides, extra=[extra_wiring or {}, output_name], trigger=trigger,
+    )
     try:
         with transaction.atomic():
             if spec.snapshot_kind is not None and snapshot is None:

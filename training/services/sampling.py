@@ -32,6 +32,7 @@ from training.models import (
     SnapshotKind,
     TrainingRun,
 )
+from training.services.evaluations import evaluation_answers_ingest_for_run
 from training.services.runs import run_trigger
 
 INGEST_BATCH = 500
@@ -85,8 +86,11 @@ def sampling_job_ingest_for_run(*, run: TrainingRun, folder: Path | None) -> Sam
 
     Answers that are empty or repeat another answer of the same prompt are dropped; a prompt left with
     fewer than two answers, or whose answers match a task already in the project, makes no task
-    (counted in ``tasks_skipped``).
+    (counted in ``tasks_skipped``). A run that samples for an evaluation is handed to
+    ``evaluation_answers_ingest_for_run`` (its answers become evaluation tasks).
     """
+    if evaluation_answers_ingest_for_run(run=run, folder=folder):
+        return None
     job = SamplingJob.objects.select_for_update().filter(run=run).first()
     if job is None or job.ingested_at is not None:
         return job

@@ -21,7 +21,7 @@ from annotation.services.exports import sft_export_prepare
 from config.exceptions import ApplicationError
 from ranking.models import RankingTask
 from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, preference_pairs
-from training.models import DatasetSnapshot, ModelVersion, SnapshotKind, SnapshotState
+from training.models import DatasetSnapshot, Evaluation, ModelVersion, SnapshotKind, SnapshotState
 from training.services.storage import data_path, jsonl_write_once
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,9 @@ SNAPSHOT_OPTIONS: dict[str, dict] = {
     SnapshotKind.SFT: {},
     # task_ids: only these ranking tasks, each pair naming its task as "task" (a reward model check reads these)
     SnapshotKind.PREFERENCES: {"pairs": PAIRS_LABELER, "include_all_bad": True, "task_ids": None},
-    # limit: at most this many prompts; not_sampled_by: leave out prompts this model version already answered
-    SnapshotKind.PROMPTS: {"limit": None, "not_sampled_by": None},
+    # limit: at most this many prompts; not_sampled_by: leave out prompts this model version already answered;
+    # evaluation: exactly that evaluation's held-out prompts (the others never hold a held-out prompt)
+    SnapshotKind.PROMPTS: {"limit": None, "not_sampled_by": None, "evaluation": None},
 }
 
 
@@ -65,6 +66,9 @@ def snapshot_options_check(*, project: Project, kind: str, options: dict | None)
         model_id = checked["not_sampled_by"]
         if model_id is not None and not ModelVersion.objects.filter(pk=model_id, project=project).exists():
             raise ApplicationError("options.not_sampled_by must name a model version of this project.")
+        evaluation_id = checked["evaluation"]
+        if evaluation_id is not None and not Evaluation.objects.filter(pk=evaluation_id, project=project).exists():
+            raise ApplicationError("options.evaluation must name an evaluation of this project.")
     return checked
 
 
@@ -135,6 +139,10 @@ def _snapshot_lines(snapshot: DatasetSnapshot) -> Iterator[bytes]:
             rankings_until=snapshot.labels_until, task_ids=task_ids, with_task=task_ids is not None,
         )
         yield from _non_empty(_json_lines(rows), "No preference pairs yet: rank some tasks first.")
+    elif options.get("evaluation") is not None:
+        prompts = Prompt.objects.filter(evaluations=options["evaluation"]).order_by("pk").iterator(chunk_size=1000)
+        rows = ({"id": prompt.pk, "messages": [{"role": "user", "content": prompt.text}]} for prompt in prompts)
+        yield from _non_empty(_json_lines(rows), "The evaluation has no prompts.")
     else:
         prompts = prompts_for_sampling(
             project=project, until=snapshot.labels_until, limit=options["limit"],
@@ -146,8 +154,11 @@ def _snapshot_lines(snapshot: DatasetSnapshot) -> Iterator[bytes]:
 
 def prompts_for_sampling(*, project: Project, until: datetime, limit: int | None, not_sampled_by: int | None):
     """Return the project's active prompts made up to ``until``, oldest first, optionally leaving out those
-    a model version already answered (its name is the generator of its sampled answers)."""
-    prompts = Prompt.objects.filter(project=project, is_active=True, created_at__lte=until).order_by("pk")
+    a model version already answered (its name is the generator of its sampled answers). Held-out
+    prompts are never among them: models are judged on those, so they never train on them."""
+    prompts = Prompt.objects.filter(
+        project=project, is_active=True, held_out=False, created_at__lte=until
+    ).order_by("pk")
     if not_sampled_by is not None:
         name = ModelVersion.objects.values_list("name", flat=True).get(pk=not_sampled_by)
         sampled = RankingTask.objects.filter(prompt=OuterRef("pk"), responses__generator=name)
