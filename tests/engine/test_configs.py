@@ -20,6 +20,7 @@ VALID = {
     "dpo": {"model_path": "/models/sft", "beta": 0.2},
     "ppo": {"model_path": "/models/sft", "reward_model": "builtin:count:good"},
     "sample": {"model_path": "/models/sft", "num_responses": 2},
+    "score": {"model_path": "/models/reward", "batch_size": 16},
     "import-gguf": {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "bfloat16"},
 }
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "dpo": "training.engine.dpo",
     "ppo": "training.engine.ppo",
     "sample": "training.engine.sampling",
+    "score": "training.engine.score",
     "import-gguf": "training.engine.gguf_import",
 }
 

@@ -165,6 +165,22 @@ class SampleConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScoreConfig:
+    """`score`: a reward model's scores for preference pairs, written to scores.jsonl, and its agreement."""
+
+    model_path: str  # required: the reward model's folder (a `reward` run's model/), absolute or relative to the run dir
+    pairs_file: str = "pairs.jsonl"  # preference pairs (the ranking export's format), relative to the run dir
+    max_length: int = 1024  # tokens per conversation; a longer pair is shortened as `reward` shortens it
+    batch_size: int = 8  # pairs per forward pass (each pair is two conversations)
+    bf16: bool = False  # load the model in bfloat16 (GPU)
+
+    def __post_init__(self) -> None:
+        require(bool(self.model_path), "model_path must name a reward model folder")
+        require(self.max_length > 0, "max_length must be positive")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TinyConfig:
     """`make-tiny`: a tiny randomly initialised causal LM and a locally trained tokenizer."""
 
@@ -205,6 +221,7 @@ COMMAND_CONFIGS: dict[str, type] = {
     "dpo": DpoConfig,
     "ppo": PpoConfig,
     "sample": SampleConfig,
+    "score": ScoreConfig,
     "import-gguf": ImportGgufConfig,
 }
 

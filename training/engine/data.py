@@ -3,9 +3,11 @@
 Formats (one JSON object per line):
 - SFT dialogues:      {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
 - preference pairs:   {"prompt": [messages], "chosen": [one assistant message],
-                       "rejected": [one assistant message], "margin": float = 0, "group": str}
+                       "rejected": [one assistant message], "margin": float = 0, "group": str,
+                       "id": any?, "task": any?}
   (TRL's conversational preference format plus a margin and the id of the ranking the pair came
-  from; a K-way ranking yields up to C(K,2) pairs with the same group)
+  from; a K-way ranking yields up to C(K,2) pairs with the same group; `id` and `task`, when
+  present, are carried along for `score` to copy into its output)
 - prompts to sample:  {"messages": [...]} or {"context": [...]}, optional "id" (copied to the output)
 """
 
@@ -71,15 +73,15 @@ def read_preference_pairs(path: Path) -> list[dict[str, Any]]:
         group = row.get("group", f"line-{number}")
         if not isinstance(group, str | int):
             raise EngineError(f"{where}: group must be a string, got {group!r}")
-        rows.append(
-            {
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "margin": float(margin),
-                "group": str(group),
-            }
-        )
+        pair = {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "margin": float(margin),
+            "group": str(group),
+        }
+        pair.update({key: row[key] for key in ("id", "task") if key in row})
+        rows.append(pair)
     _require_rows(rows, path)
     pairs_per_group = Counter(row["group"] for row in rows)
     for row in rows:

@@ -1,4 +1,4 @@
-"""How a reward model reads preference pairs: the rows `reward` trains on, and their scores.
+"""How a reward model reads preference pairs: the rows `reward` trains on and `score` scores.
 
 A conversation (prompt + one answer) is rendered with the chat template and cut right after the
 answer's end-of-turn token (`conversations.render_scored`). The score is the head's output at the
@@ -69,6 +69,18 @@ def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[
             }
         )
     return rows, shortened
+
+
+def collate_pairs(rows: list[dict[str, Any]], *, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the chosen rows, then the rejected rows, into one batch (TRL's preference layout)."""
+    sequences = [row["chosen_ids"] for row in rows] + [row["rejected_ids"] for row in rows]
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for index, ids in enumerate(sequences):
+        input_ids[index, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[index, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:

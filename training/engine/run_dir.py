@@ -110,9 +110,12 @@ class Result:
     error: str | None = None  # the message of a failed run
     resumed_from: str | None = None  # the checkpoint this run started from, if any
     step: int | None = None  # the last optimizer step done
+    # named histograms (`score`: "margin"), each a list of {"low", "high", "count"} bins; metrics
+    # stays flat numbers, which the web side charts and shows
+    histogram: dict[str, list[dict[str, Any]]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        result = {
             "status": self.status,
             "metrics": {key: _json_number(value) for key, value in self.metrics.items()},
             "paths": self.paths,
@@ -121,6 +124,9 @@ class Result:
             "step": self.step,
             "finished_at": time.time(),
         }
+        if self.histogram is not None:
+            result["histogram"] = self.histogram
+        return result
 
 
 class MetricsLog:
