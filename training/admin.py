@@ -27,6 +27,7 @@ from training.models import (
     MetricPoint,
     ModelVersion,
     Promotion,
+    RewardCheck,
     RunKind,
     RunState,
     SamplingJob,
@@ -313,3 +314,14 @@ class GpuWorkerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not getattr(worker, "run_visible", False):
             return "a run of another project"
         return format_html('<a href="{}">{}</a>', reverse("training-run", args=[run.project_id, run.pk]), run)
+
+
+@admin.register(RewardCheck)
+class RewardCheckAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "project", "model", "task", "pairs_agreed", "pairs", "mean_margin", "task_completed_at",
+                    "checked_at"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), ("model", admin.RelatedOnlyFieldListFilter),
+                   "task_completed_at"]
+    search_fields = ["=task__id", "model__name"]
+    list_select_related = ["project", "model", "task"]
+    raw_id_fields = ["task", "run"]

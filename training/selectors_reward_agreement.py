@@ -291,7 +291,7 @@ def reward_agreement_for_model(*, model: ModelVersion) -> ModelAgreement | None:
     """
     if model.kind != ModelKind.REWARD:
         return None
-    checks = RewardCheck.objects.filter(model=model)
+    checks = RewardCheck.objects.filter(model=model, pairs__gt=0)
     summary = checks.aggregate(
         checked_tasks=Count("pk"), compared=Sum("pairs"), agreed=Sum("pairs_agreed"),
         margin_sum=Sum(F("mean_margin") * F("pairs"), output_field=FloatField()),
@@ -320,7 +320,7 @@ def reward_agreement_report(*, project: Project, bucket: str = "day", days: int 
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     policy = LoopPolicy.objects.filter(project=project).select_related("current_reward_model").first()
     current = policy.current_reward_model if policy else None
-    checks = RewardCheck.objects.filter(project=project)
+    checks = RewardCheck.objects.filter(project=project, pairs__gt=0)  # a task with no pair to compare says nothing
     if days is not None:
         checks = checks.filter(task_completed_at__gte=timezone.now() - timedelta(days=days))
 

@@ -12,6 +12,7 @@ from training.models import DatasetSnapshot, LoopPolicy
 from training.services.execution import run_execute
 from training.services.loop import loop_tick
 from training.services.reconcile import runs_reconcile
+from training.services.reward_checks import reward_checks_start
 from training.services.snapshots import snapshot_build
 
 
@@ -45,3 +46,10 @@ def loop_tick_task(project_id: int | None = None) -> dict:
 def runs_reconcile_task() -> dict:
     """Requeue runs whose worker died, resend lost messages (beat, every RLHF_RECONCILE_SECONDS)."""
     return runs_reconcile()
+
+
+@shared_task(name="training.tasks.reward_checks_start")
+def reward_checks_start_task(project_id: int | None = None) -> dict:
+    """Let current reward models score the completed tasks they never trained on (beat, every
+    RLHF_REWARD_CHECK_SECONDS, and after a reward model is promoted)."""
+    return reward_checks_start(project_ids=None if project_id is None else [project_id])

@@ -43,6 +43,7 @@ RUNS_PER_PAGE = 20
 SAMPLING_JOBS_SHOWN = 10
 EVALUATIONS_SHOWN = {"home": 3, "models": 10}
 LOG_TAIL_BYTES = 64 * 1024  # as the log API sends
+REWARD_AGREEMENT_DAYS = 90  # the reward model chart's period (the API gives any)
 
 # The figure a run is summed up by, per kind: the first of these it has (key, label).
 HEADLINE_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -129,7 +130,7 @@ def training_home(request, project_id: int):
     for worker in workers:
         worker.alive = worker_is_alive(worker)
     policy = status.policy
-    reward_agreement = reward_agreement_report(project=project)
+    reward_agreement = reward_agreement_report(project=project, days=REWARD_AGREEMENT_DAYS)
     return render(request, "training/home.html", {
         "project": project,
         "loop": status,

@@ -201,6 +201,9 @@ CELERY_BEAT_SCHEDULE = {
     "training-runs-reconcile": {
         "task": "training.tasks.runs_reconcile", "schedule": float(env_int("RLHF_RECONCILE_SECONDS", 30))
     },
+    "training-reward-checks": {
+        "task": "training.tasks.reward_checks_start", "schedule": float(env_int("RLHF_REWARD_CHECK_SECONDS", 300))
+    },
 }
 CELERY_TIMEZONE = TIME_ZONE
 # Training tasks set their own (long) limits; everything else must finish within this.

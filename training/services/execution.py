@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2  # the engine's exit code for bad config or data: retrying can't help
 ENGINE_STOP_GRACE_SECONDS = 120  # an engine asked to stop has this long to save its checkpoint
 ENGINE_LOG = "engine.log"
-SINGLE_PROCESS_KINDS = {RunKind.SAMPLE, RunKind.IMPORT_GGUF, RunKind.MAKE_TINY}
+SINGLE_PROCESS_KINDS = {RunKind.SAMPLE, RunKind.IMPORT_GGUF, RunKind.MAKE_TINY, RunKind.SCORE}
 
 
 class WorkerShutdown:
@@ -518,9 +518,11 @@ def run_settle(
         if status == "succeeded":
             run.state, run.error, run.finished_at = RunState.SUCCEEDED, "", now
             _output_register(run=run, result=result, folder=folder)
+            from training.services.reward_checks import reward_check_ingest_for_run
             from training.services.sampling import sampling_job_ingest_for_run
 
             sampling_job_ingest_for_run(run=run, folder=folder)
+            reward_check_ingest_for_run(run=run, folder=folder)
         elif status == "stopped" and run.cancel_requested:
             run.state, run.error, run.finished_at = RunState.CANCELLED, "", now
         elif status == "stopped":

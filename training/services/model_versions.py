@@ -92,6 +92,12 @@ def model_promote(
     previous = getattr(policy, field)
     setattr(policy, field, model)
     policy.save(update_fields=[field, "updated_at"])
+    if role == Promotion.Role.REWARD:
+        # it may find a backlog of tasks no reward model trained on: check them now, not at the next tick
+        from training.tasks import reward_checks_start_task
+
+        project_id = model.project_id
+        transaction.on_commit(lambda: reward_checks_start_task.delay(project_id))
     return Promotion.objects.create(
         project=model.project, model=model, role=role, previous=previous, automatic=automatic,
         promoted_by=promoted_by, reason=reason,

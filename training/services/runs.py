@@ -65,6 +65,9 @@ RUN_SPECS: dict[str, RunSpec] = {
                             None, ("model_path", "prompts_file", "output_file", "generator", "num_responses")),
     RunKind.IMPORT_GGUF: RunSpec(None, None, (), ModelKind.BASE, ()),
     RunKind.MAKE_TINY: RunSpec(None, None, (), ModelKind.BASE, ()),
+    # a reward model scores fresh human pairs (services/reward_checks.py); it makes no model
+    RunKind.SCORE: RunSpec(SnapshotKind.PREFERENCES, "pairs.jsonl", (ModelKind.REWARD,), None,
+                           ("model_path", "pairs_file")),
 }
 
 
@@ -102,6 +105,8 @@ def run_config_build(
         config["reward_model"] = model_folder(reward_model) if reward_model else config.get("reward_model", "")
     if spec.input_file and "model_path" in spec.wired_keys:
         key = {"train.jsonl": "train_file", "pairs.jsonl": "train_file", "prompts.jsonl": "prompts_file"}[spec.input_file]
+        if kind == RunKind.SCORE:
+            key = "pairs_file"
         config[key] = spec.input_file
     if kind == RunKind.SAMPLE:
         config["output_file"] = "samples.jsonl"
