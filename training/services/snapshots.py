@@ -22,7 +22,7 @@ from config.exceptions import ApplicationError
 from ranking.models import RankingTask
 from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, preference_pairs
 from training.models import DatasetSnapshot, Evaluation, ModelVersion, SnapshotKind, SnapshotState
-from training.services.storage import data_path, jsonl_write_once
+from training.services.storage import data_path, file_sha256, jsonl_write_once
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +97,27 @@ def snapshot_build(*, snapshot: DatasetSnapshot) -> DatasetSnapshot:
     relative = f"snapshots/{snapshot.project_id}/{snapshot.pk}-{snapshot.kind}.jsonl"
     path = data_path(relative)
     try:
-        if path.exists():  # a worker died after writing it: the file is complete (renamed last), reuse it
-            from training.services.storage import file_sha256
-
-            sha256, size = file_sha256(path), path.stat().st_size
-            rows = sum(1 for _ in open(path, "rb"))
-        else:
+        try:
             sha256, rows, size = jsonl_write_once(path, _snapshot_lines(snapshot))
+        except FileExistsError:
+            # written by an earlier builder that died before marking it, or by a second builder the
+            # reconciler sent meanwhile: the file is complete (it is linked into place last), use it
+            sha256, size = file_sha256(path), path.stat().st_size
+            with open(path, "rb") as handle:
+                rows = sum(1 for _ in handle)
     except ApplicationError as error:
         return _snapshot_fail(snapshot, str(error))
-    snapshot.file_path, snapshot.sha256, snapshot.row_count, snapshot.size_bytes = relative, sha256, rows, size
-    snapshot.state, snapshot.finished_at = SnapshotState.READY, timezone.now()
-    snapshot.save(update_fields=["file_path", "sha256", "row_count", "size_bytes", "state", "finished_at"])
+    except Exception as error:
+        # e.g. a full disk: the snapshot fails with the reason (its runs fail with it); the task logs it
+        _snapshot_fail(snapshot, f"{type(error).__name__}: {error}")
+        raise
+    marked = DatasetSnapshot.objects.filter(pk=snapshot.pk, state=SnapshotState.BUILDING).update(
+        file_path=relative, sha256=sha256, row_count=rows, size_bytes=size, state=SnapshotState.READY,
+        finished_at=timezone.now(),
+    )
+    snapshot.refresh_from_db()
+    if not marked:
+        return snapshot  # the other builder marked it and dispatched its runs
     logger.info("snapshot %s ready: %s rows, sha256 %s", snapshot.pk, rows, sha256)
     from training.services.runs import runs_waiting_on_snapshot_settle
 
@@ -117,8 +126,12 @@ def snapshot_build(*, snapshot: DatasetSnapshot) -> DatasetSnapshot:
 
 
 def _snapshot_fail(snapshot: DatasetSnapshot, reason: str) -> DatasetSnapshot:
-    snapshot.state, snapshot.error, snapshot.finished_at = SnapshotState.FAILED, reason, timezone.now()
-    snapshot.save(update_fields=["state", "error", "finished_at"])
+    if not DatasetSnapshot.objects.filter(pk=snapshot.pk, state=SnapshotState.BUILDING).update(
+        state=SnapshotState.FAILED, error=reason, finished_at=timezone.now()
+    ):
+        snapshot.refresh_from_db()
+        return snapshot
+    snapshot.refresh_from_db()
     from training.services.runs import runs_waiting_on_snapshot_settle
 
     runs_waiting_on_snapshot_settle(snapshot=snapshot)
