@@ -37,7 +37,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from annotation.models import Project
-from ranking.models import Ranking, RankingTask, TaskStatus
+from ranking.models import Ranking, RankingTask, TaskPurpose, TaskStatus
 from ranking.services.exports import PAIRS_CONSENSUS
 from ranking.services.orderings import Ordering, ordering_pairs, ordering_rank_map
 from training.models import (
@@ -209,6 +209,16 @@ def reward_model_labels_cutoff(*, model: ModelVersion) -> datetime | None:
     return max(cutoffs, default=None)
 
 
+class JsonArrayLength(Func):
+    """The length of a JSON array column, on PostgreSQL (jsonb) and on the embedded SQLite alike."""
+
+    function = "jsonb_array_length"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="json_array_length", **extra_context)
+
+
 def reward_check_candidates(*, model: ModelVersion) -> QuerySet[RankingTask]:
     """Return the tasks ``model`` should be checked on, oldest completion first.
 
@@ -216,12 +226,13 @@ def reward_check_candidates(*, model: ModelVersion) -> QuerySet[RankingTask]:
     or more), not checked by this model yet, and every ranking made after the labels the model may
     have learnt from: no reward model in its lineage has trained on them.
     """
-    preferring = Ranking.objects.filter(task=OuterRef("pk")).annotate(
-        groups=Func(F("order"), function="jsonb_array_length", output_field=IntegerField())
-    ).filter(groups__gte=2)
+    preferring = Ranking.objects.filter(task=OuterRef("pk")).annotate(groups=JsonArrayLength(F("order"))).filter(
+        groups__gte=2
+    )
     tasks = (
         RankingTask.objects.filter(
-            project_id=model.project_id, status=TaskStatus.COMPLETE, is_gold=False, consensus_at__isnull=False
+            project_id=model.project_id, status=TaskStatus.COMPLETE, is_gold=False, consensus_at__isnull=False,
+            purpose=TaskPurpose.RANKING,  # evaluation tasks hold judgements, not preferences to learn
         )
         .filter(Exists(preferring))
         .exclude(Exists(RewardCheck.objects.filter(model=model, task=OuterRef("pk"))))

@@ -442,9 +442,11 @@ class MetricsFollower:
     def _progress(self, by_step: dict[int, dict]) -> None:
         step = max(by_step)
         last = by_step[step]
-        total = last.get("total_steps") or last.get("prompts_total")
-        if "prompts_done" in last:
-            step = int(last["prompts_done"])
+        # training commands log total_steps; sample and score count what they have done
+        total = last.get("total_steps") or last.get("prompts_total") or last.get("pairs_total")
+        for done in ("prompts_done", "pairs_done"):
+            if done in last:
+                step = int(last[done])
         if self.first_step is None:
             self.first_step = min(by_step)
             self.started = time.monotonic()
