@@ -33,7 +33,7 @@ from training.models import (
     SamplingJob,
     TrainingRun,
 )
-from training.selectors import worker_is_alive
+from training.selectors.lists import worker_is_alive
 from training.services.loop_policy import LOOP_POLICY_EDITABLE, loop_policy_update, loop_templates_check
 from training.services.runs import RUN_SPECS, run_cancel, run_resume
 

@@ -295,7 +295,7 @@ class Evaluation(models.Model):
 
     Each model answers every prompt once, in a ``sample`` run of its own; when the last of them succeeds,
     the answers become evaluation tasks (one per prompt, one answer per model) in the transaction that
-    settles that run. Its state is read from its runs and tasks (``training.selectors_evaluations``).
+    settles that run. Its state is read from its runs and tasks (``training.selectors.evaluations``).
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluations")

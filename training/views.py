@@ -17,25 +17,23 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from training.api.reward_agreement import RewardAgreementOutputSerializer
 from training.models import MetricPoint, ModelKind, ModelVersion, RunKind, RunState, SamplingJob, TrainingRun
-from training.selectors import (
-    loop_policy_get,
-    loop_status,
-    metric_points,
-    model_lineage,
-    run_get_for_user,
-    run_list,
-    sampling_job_list,
-    training_project_get,
-    worker_is_alive,
-    workers_list,
-)
-from training.selectors_evaluations import (
+from training.selectors.access import run_get_for_user, training_project_get
+from training.selectors.evaluations import (
     evaluation_list,
     evaluation_progress,
     evaluation_results,
     project_evaluation_results,
 )
-from training.selectors_reward_agreement import reward_agreement_report
+from training.selectors.lists import (
+    metric_points,
+    model_lineage,
+    run_list,
+    sampling_job_list,
+    worker_is_alive,
+    workers_list,
+)
+from training.selectors.loop import loop_policy_get, loop_status
+from training.selectors.reward_agreement import reward_agreement_report
 from training.services.execution import run_log_tail
 from training.services.model_versions import PROMOTABLE
 

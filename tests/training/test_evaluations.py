@@ -35,8 +35,8 @@ from training.models import (
     SnapshotKind,
     TrainingRun,
 )
-from training.selectors import loop_status, prompts_left_for
-from training.selectors_evaluations import evaluation_progress, evaluation_results, project_evaluation_results
+from training.selectors.evaluations import evaluation_progress, evaluation_results, project_evaluation_results
+from training.selectors.loop import loop_status, prompts_left_for
 from training.services.evaluations import evaluation_start
 from training.services.loop import loop_step_start_now, loop_tick
 from training.services.sampling import sampling_job_ingest_for_run

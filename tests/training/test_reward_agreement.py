@@ -18,7 +18,7 @@ from tests.factories import MembershipFactory, UserFactory
 from tests.training.factories import ModelVersionFactory
 from tests.training.reward_checks import BEST_FIRST, check, make_current, ranked_task, reward_model
 from training.models import ModelKind, SnapshotKind
-from training.selectors_reward_agreement import (
+from training.selectors.reward_agreement import (
     Agreement,
     ranking_pairs_agreement,
     reward_agreement_for_model,

@@ -24,7 +24,7 @@ from tests.training.reward_checks import (
     score_command,  # noqa: F401  (a fixture)
 )
 from training.models import ModelKind, RewardCheck, RunKind, RunState, SnapshotKind, TrainingRun
-from training.selectors_reward_agreement import reward_agreement_for_model, reward_check_candidates
+from training.selectors.reward_agreement import reward_agreement_for_model, reward_check_candidates
 from training.services.execution import Claim, run_settle
 from training.services.model_versions import model_promote
 from training.services.reward_checks import (

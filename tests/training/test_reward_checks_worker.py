@@ -14,7 +14,7 @@ from tests.conftest import celery_worker_env, celery_worker_start, celery_worker
 from tests.training.conftest import FAST_WORKER_ENV, run_finished, wait_for
 from tests.training.reward_checks import ranked_task
 from training.models import LoopPolicy, ModelKind, ModelVersion, RewardCheck, RunKind, RunState, TrainingRun
-from training.selectors_reward_agreement import wilson_interval
+from training.selectors.reward_agreement import wilson_interval
 from training.services.model_versions import model_make_tiny, model_promote
 from training.services.runs import run_trigger
 from training.services.storage import data_path

@@ -11,7 +11,7 @@ from annotation.models import Project
 from config.exceptions import ApplicationError
 from config.ids import parse_object_id
 from training.models import ModelKind, RunKind, RunState, SnapshotKind, SnapshotState
-from training.selectors import training_project_get
+from training.selectors.access import training_project_get
 
 # ---- query-string filters ----
 

@@ -16,8 +16,8 @@ from training.api.common import (
     project_parameter,
 )
 from training.models import Evaluation, EvaluationState, ModelVersion, RunTrigger
-from training.selectors import training_project_get
-from training.selectors_evaluations import (
+from training.selectors.access import training_project_get
+from training.selectors.evaluations import (
     JudgedResults,
     PairResult,
     evaluation_get_for_user,

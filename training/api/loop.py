@@ -15,7 +15,8 @@ from training.api.common import (
     in_project,
 )
 from training.models import ModelVersion, PreferenceMethod
-from training.selectors import loop_status, training_project_get
+from training.selectors.access import training_project_get
+from training.selectors.loop import loop_status
 from training.services.loop import loop_step_start_now
 from training.services.loop_policy import loop_policy_update
 

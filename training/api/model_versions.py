@@ -22,14 +22,9 @@ from training.api.evaluations import ModelJudgedOutputSerializer, model_judged_p
 from training.api.reward_agreement import RewardModelAgreementSerializer
 from training.api.runs import TrainingRunOutputSerializer, run_payload
 from training.models import ModelKind, ModelVersion, Promotion
-from training.selectors import (
-    current_model_ids,
-    model_get_for_user,
-    model_list,
-    model_promotions,
-    training_project_get,
-)
-from training.selectors_reward_agreement import reward_agreement_for_model
+from training.selectors.access import model_get_for_user, training_project_get
+from training.selectors.lists import current_model_ids, model_list, model_promotions
+from training.selectors.reward_agreement import reward_agreement_for_model
 from training.services.model_versions import (
     model_import_gguf,
     model_make_tiny,

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from training.api.common import TrainingModelRefSerializer, TrainingRunRefSerializer
-from training.selectors import training_project_get
-from training.selectors_reward_agreement import BUCKETS, reward_agreement_report
+from training.selectors.access import training_project_get
+from training.selectors.reward_agreement import BUCKETS, reward_agreement_report
 
 
 class RewardAgreementFiguresSerializer(serializers.Serializer):

@@ -19,13 +19,8 @@ from training.api.common import (
     project_parameter,
 )
 from training.models import DatasetSnapshot, ModelVersion, RunKind, RunState, RunTrigger, TrainingRun
-from training.selectors import (
-    metric_point_latest,
-    metric_points,
-    run_get_for_user,
-    run_list,
-    training_project_get,
-)
+from training.selectors.access import run_get_for_user, training_project_get
+from training.selectors.lists import metric_point_latest, metric_points, run_list
 from training.services.execution import ENGINE_LOG, run_log_tail
 from training.services.runs import run_cancel, run_resume, run_trigger
 from training.services.storage import data_path

@@ -18,7 +18,8 @@ from training.api.common import (
     project_parameter,
 )
 from training.models import DatasetSnapshot, ModelVersion, RunState, RunTrigger, SamplingJob
-from training.selectors import sampling_job_get_for_user, sampling_job_list, training_project_get
+from training.selectors.access import sampling_job_get_for_user, training_project_get
+from training.selectors.lists import sampling_job_list
 from training.services.sampling import sampling_job_start
 
 

@@ -18,7 +18,8 @@ from training.api.common import (
     project_parameter,
 )
 from training.models import SnapshotKind, SnapshotState
-from training.selectors import snapshot_get_for_user, snapshot_list, training_project_get
+from training.selectors.access import snapshot_get_for_user, training_project_get
+from training.selectors.lists import snapshot_list
 from training.services.snapshots import snapshot_request
 from training.services.storage import data_path
 

@@ -10,7 +10,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from annotation.selectors import user_can_use_training_api
 from training.api.common import TrainingRunRefSerializer
 from training.models import GpuWorker
-from training.selectors import projects_for_training, worker_is_alive, workers_list
+from training.selectors.access import projects_for_training
+from training.selectors.lists import worker_is_alive, workers_list
 
 
 class CanSeeGpuWorkers(BasePermission):

@@ -42,7 +42,7 @@ from training.services.ratings import (
 
 def evaluation_list(*, user: AbstractBaseUser, project: Project | None = None) -> QuerySet[Evaluation]:
     """Return the evaluations ``user`` may see (of ``project`` only, when given), newest first."""
-    from training.selectors import projects_for_training
+    from training.selectors.access import projects_for_training
 
     evaluations = Evaluation.objects.all()
     if project is not None:

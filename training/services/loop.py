@@ -14,7 +14,7 @@ from django.utils import timezone
 from annotation.models import Project
 from config.exceptions import ApplicationError
 from training.models import LoopPolicy, Promotion, RunKind, RunTrigger
-from training.selectors import loop_policy_get, loop_status
+from training.selectors.loop import loop_policy_get, loop_status
 from training.services.evaluations import evaluation_start
 from training.services.model_versions import model_promote
 from training.services.runs import run_trigger

@@ -26,7 +26,7 @@ from config.exceptions import ApplicationError, ConflictError
 from ranking.models import RankingTask
 from ranking.services.exports import PAIRS_LABELER
 from training.models import LoopPolicy, RewardCheck, RunKind, RunTrigger, TrainingRun
-from training.selectors_reward_agreement import reward_check_active_run, reward_check_candidates
+from training.selectors.reward_agreement import reward_check_active_run, reward_check_candidates
 from training.services.runs import run_trigger
 
 logger = logging.getLogger(__name__)
