@@ -67,8 +67,10 @@ def database_from_env(default_url: str) -> dict:
     url = env_str("DATABASE_URL", default_url)
     config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        # Web, worker and beat share one file: wait for a lock rather than fail at once.
-        config["OPTIONS"] = {"timeout": 20}
+        # Web, workers and beat share one file: wait for a lock rather than fail at once, and take the
+        # write lock when a transaction begins (a read that turns into a write would otherwise fail at
+        # once with "database is locked" while another process writes).
+        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
         config["CONN_MAX_AGE"] = 0
     return config
 
