@@ -16,6 +16,7 @@ from training.models import (
     TrainingRun,
 )
 
+
 def projects_for_training(*, user: AbstractBaseUser) -> QuerySet[Project]:
     """Return the projects whose training side ``user`` may see and drive."""
     if not user.is_authenticated:
