@@ -4,15 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint services chromium worker-gpu clean
+LOCK := requirements.lock
 
-$(STAMP): pyproject.toml
+.PHONY: install lock run test lint services chromium worker-gpu clean
+
+# Every machine installs the exact versions (and files: hashes) of requirements.lock; the project itself
+# goes in editable without its dependencies, built with the locked setuptools.
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## lock: resolve pyproject.toml (+ dev) into requirements.lock; pins already there are kept unless
+## LOCK_ARGS says otherwise: LOCK_ARGS=--upgrade (everything), LOCK_ARGS='--upgrade-package transformers'
+LOCK_ARGS ?=
+lock: install
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
+	$(MAKE) install
 
 ## run: install, migrate, seed the demo, then web + worker + beat (Ctrl-C stops all)
 run: install
