@@ -1,43 +1,17 @@
 from django.contrib import admin
 
-from annotation.models import Guideline, Membership, Project, Role
+from annotation.admin_scoping import ManagedProjectsAdminMixin
+from annotation.models import Guideline, Membership, Project
 
 
-class ManagedProjectsAdminMixin:
-    """Limit a staff user who is not a superuser to the projects they manage.
-
-    Filter on the project with ``admin.RelatedOnlyFieldListFilter``: the plain filter would list
-    every project's name.
-
-    ``project_lookup`` is the path from the model to its project ("" for Project itself).
-    Other apps' admins reuse this so that object-level rules hold in admin too.
-    """
-
-    project_lookup = "project"
-
-    def _managed_project_ids(self, request):
-        return Membership.objects.filter(user=request.user, role=Role.MANAGER).values("project_id")
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        field = f"{self.project_lookup}__in" if self.project_lookup else "pk__in"
-        return queryset.filter(**{field: self._managed_project_ids(request)})
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.related_model is Project and not request.user.is_superuser:
-            kwargs["queryset"] = Project.objects.filter(pk__in=self._managed_project_ids(request))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = Membership
+    any_user_fields = ("user",)  # a manager adds people who are in none of their projects yet
     extra = 1
     autocomplete_fields = ["user"]
 
 
-class GuidelineInline(admin.StackedInline):
+class GuidelineInline(ManagedProjectsAdminMixin, admin.StackedInline):
     model = Guideline
     extra = 0
     fields = ["version", "title", "body", "created_by", "created_at"]
@@ -72,6 +46,7 @@ class ProjectAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+    any_user_fields = ("user",)
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "project__name"]
@@ -168,7 +143,7 @@ class TurnInlineFormSet(BaseInlineFormSet):
             raise ValidationError(f"Turns in order of position: {exc.message}") from exc
 
 
-class TurnInline(admin.TabularInline):
+class TurnInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = Turn
     formset = TurnInlineFormSet
     extra = 0
@@ -176,7 +151,7 @@ class TurnInline(admin.TabularInline):
     ordering = ["position"]
 
 
-class ReviewInline(admin.TabularInline):
+class ReviewInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = Review
     extra = 0
     fields = ["round", "reviewer", "decision", "comment", "created_at"]

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count
 
-from annotation.admin import ManagedProjectsAdminMixin
+from annotation.admin_scoping import ManagedProjectsAdminMixin
 from config.exceptions import ApplicationError
 from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
 from ranking.services.tasks import (
@@ -19,7 +19,7 @@ from ranking.tasks import ranking_consensus_recompute
 RECOMPUTE_INLINE_LIMIT = 500
 
 
-class ResponseInline(admin.TabularInline):
+class ResponseInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = Response
     extra = 0
     fields = ["position", "content", "generator", "created_by"]
@@ -27,7 +27,7 @@ class ResponseInline(admin.TabularInline):
     ordering = ["position"]
 
 
-class RankingInline(admin.TabularInline):
+class RankingInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = Ranking
     extra = 0
     can_delete = True
@@ -130,6 +130,7 @@ class RankingAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_select_related = ["task", "labeler"]
     raw_id_fields = ["task", "labeler"]
     readonly_fields = ["created_at"]
+    fixed_once_saved = ("task", "labeler")  # its order names that task's answers
 
     def has_add_permission(self, request):
         return False
@@ -142,6 +143,7 @@ class LeaseAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=task__id", "labeler__username"]
     raw_id_fields = ["task", "labeler"]
+    fixed_once_saved = ("task", "labeler")
 
 
 @admin.register(Skip)
@@ -151,3 +153,4 @@ class SkipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=task__id", "labeler__username", "reason"]
     raw_id_fields = ["task", "labeler"]
+    fixed_once_saved = ("task", "labeler")

@@ -61,6 +61,26 @@ def context_validate(context) -> None:
         raise ValidationError("context must end with a user (or system) turn: the answers are the assistant's reply.")
 
 
+class TaskIsFixedOnceSaved:
+    """A row saved under a task stays with it: a ranking's order and a response's place name that task's answers.
+
+    The task id read from the database is kept (``from_db``, as Django's documentation shows for
+    fields that must not change), and ``clean`` and ``save`` refuse another one.
+    """
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._saved_task_id = instance.__dict__.get("task_id")
+        return instance
+
+    def task_check_unchanged(self) -> None:
+        saved = getattr(self, "_saved_task_id", None)
+        if saved is not None and self.task_id != saved:
+            noun = self._meta.verbose_name
+            raise ValidationError({"task": f"A {noun} can't move to another task (it was saved under task {saved})."})
+
+
 class TaskStatus(models.TextChoices):
     OPEN = "open", "Open"  # collecting rankings
     COMPLETE = "complete", "Complete"  # has its rankings; consensus computed
@@ -151,7 +171,7 @@ class RankingTask(models.Model):
         return last if len(last) <= 80 else last[:79] + "…"
 
 
-class Response(models.Model):
+class Response(TaskIsFixedOnceSaved, models.Model):
     """One of a task's K answers: sampled from a model (``generator`` names it) or written by a person."""
 
     task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="responses")
@@ -174,7 +194,13 @@ class Response(models.Model):
     def __str__(self) -> str:
         return f"Response {self.pk} of task {self.task_id}"
 
+    def save(self, *args, **kwargs):
+        self.task_check_unchanged()
+        super().save(*args, **kwargs)
+        self._saved_task_id = self.task_id
+
     def clean(self) -> None:
+        self.task_check_unchanged()
         if not self.content or not self.content.strip():
             raise ValidationError({"content": "An answer can't be empty."})
         if len(self.content) > MAX_MESSAGE_CHARS:
@@ -183,7 +209,7 @@ class Response(models.Model):
             raise ValidationError({"content": "An answer can't hold a NUL character (\\u0000): it can't be stored."})
 
 
-class Ranking(models.Model):
+class Ranking(TaskIsFixedOnceSaved, models.Model):
     """One labeler's ranking of a task's answers (or the human preference an import carried)."""
 
     task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="rankings")
@@ -219,6 +245,37 @@ class Ranking(models.Model):
     def __str__(self) -> str:
         who = "import" if self.is_imported else self.labeler_id
         return f"Ranking {self.pk} of task {self.task_id} by {who}"
+
+    def save(self, *args, **kwargs):
+        # refused here as well as in clean: a ranking naming answers of another task breaks its
+        # consensus and the preference export of every later reader
+        update_fields = kwargs.get("update_fields")
+        self.task_check_unchanged()
+        if update_fields is None or {"task", "task_id", "order", "flags", "scores"} & set(update_fields):
+            self.answers_check()
+        super().save(*args, **kwargs)
+        self._saved_task_id = self.task_id
+
+    def clean(self) -> None:
+        self.task_check_unchanged()
+        self.answers_check()
+
+    def answers_check(self) -> None:
+        """Raise ValidationError unless the order ranks exactly the task's answers, and flags and scores name only them."""
+        from ranking.services.orderings import OrderingError, ordering_check
+
+        answer_ids = set(Response.objects.filter(task_id=self.task_id).values_list("pk", flat=True))
+        try:
+            ordering_check(self.order, item_ids=answer_ids)
+        except OrderingError as error:
+            raise ValidationError({"order": str(error)}) from None
+        for field in ("flags", "scores"):
+            keys = getattr(self, field) or {}
+            if not isinstance(keys, dict):
+                raise ValidationError({field: f"{field} must be an object keyed by answer id."})
+            foreign = sorted(str(key) for key in keys if not str(key).isdigit() or int(key) not in answer_ids)
+            if foreign:
+                raise ValidationError({field: f"{field} name ids that are not answers of this task: {', '.join(foreign)}."})
 
 
 class Lease(models.Model):

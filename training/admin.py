@@ -15,7 +15,7 @@ from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils.html import format_html
 
-from annotation.admin import ManagedProjectsAdminMixin
+from annotation.admin_scoping import ManagedProjectsAdminMixin
 from annotation.models import Membership, Role
 from config.exceptions import ApplicationError
 from training.models import (
@@ -92,7 +92,7 @@ class DatasetSnapshotAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.
         return _short(snapshot.sha256)
 
 
-class MetricPointInline(admin.TabularInline):
+class MetricPointInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = MetricPoint
     fields = ["step", "values", "logged_at"]
     readonly_fields = fields
@@ -189,7 +189,7 @@ class SamplingJobAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.Mode
         return job.run.get_state_display()
 
 
-class EvaluationEntryInline(admin.TabularInline):
+class EvaluationEntryInline(ManagedProjectsAdminMixin, admin.TabularInline):
     model = EvaluationEntry
     extra = 0
     fields = ["position", "model", "run"]
@@ -280,7 +280,7 @@ class PromotionAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.ModelA
 
 
 @admin.register(GpuWorker)
-class GpuWorkerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class GpuWorkerAdmin(ReadOnlyAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     """Workers serve every project: a staff manager sees them all, but only their own projects' runs on them."""
 
     list_display = ["hostname", "gpu_count", "gpu_list", "alive", "current_run_shown", "last_heartbeat", "started_at"]
