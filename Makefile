@@ -40,7 +40,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-## test: install, start PostgreSQL/Redis if down, lint, then the whole pytest suite
+## test: install, install or start PostgreSQL/Redis if missing or down, lint, then the whole pytest suite
 test: install services chromium lint
 	$(VENV)/bin/pytest
 
