@@ -36,7 +36,7 @@ from annotation.services.dialogues import (
     prompt_create,
     prompt_lease_next,
 )
-from annotation.services.exports import sft_export_prepare
+from annotation.services.exports import jsonl_stream, sft_export_prepare
 from annotation.services.imports import FORMATS, project_import
 from config.ids import parse_object_id
 
@@ -401,7 +401,7 @@ class ProjectSftExportApi(APIView):
         if not user_manages_project_data(user=request.user, project=project):
             raise Http404("No such project.")
         export = sft_export_prepare(project=project)
-        response = StreamingHttpResponse(export.lines(), content_type="application/jsonl; charset=utf-8")
+        response = StreamingHttpResponse(jsonl_stream(export.lines()), content_type="application/jsonl; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         response["X-Snapshot-Time"] = export.snapshot_at.isoformat()
         response["X-Row-Count"] = str(export.row_count)

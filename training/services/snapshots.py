@@ -20,7 +20,7 @@ from annotation.models import Project, Prompt
 from annotation.services.exports import sft_export_prepare
 from config.exceptions import ApplicationError
 from ranking.models import RankingTask
-from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, preference_pairs
+from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, ExportReport, preference_pairs
 from training.models import DatasetSnapshot, Evaluation, ModelVersion, SnapshotKind, SnapshotState
 from training.services.storage import data_path, file_sha256, jsonl_write_once
 
@@ -147,11 +147,15 @@ def _snapshot_lines(snapshot: DatasetSnapshot) -> Iterator[bytes]:
         yield from export.lines()
     elif snapshot.kind == SnapshotKind.PREFERENCES:
         task_ids = options.get("task_ids")  # absent from snapshots made before the option existed
+        report = ExportReport()
         rows = preference_pairs(
             project=project, pairs=options["pairs"], include_all_bad=options["include_all_bad"],
-            rankings_until=snapshot.labels_until, task_ids=task_ids, with_task=task_ids is not None,
+            rankings_until=snapshot.labels_until, task_ids=task_ids, with_task=task_ids is not None, report=report,
         )
         yield from _non_empty(_json_lines(rows), "No preference pairs yet: rank some tasks first.")
+        if report.skipped_count:
+            logger.warning("snapshot %s left out %s ordering(s) that don't fit their task's answers: %s",
+                           snapshot.pk, report.skipped_count, ", ".join(report.skipped))
     elif options.get("evaluation") is not None:
         prompts = Prompt.objects.filter(evaluations=options["evaluation"]).order_by("pk").iterator(chunk_size=1000)
         rows = ({"id": prompt.pk, "messages": [{"role": "user", "content": prompt.text}]} for prompt in prompts)
