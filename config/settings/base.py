@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "annotation",
     "ranking",
     "training",
+    "audit",
 ]
 
 MIDDLEWARE = [
