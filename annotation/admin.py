@@ -238,3 +238,4 @@ class ReviewAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+from annotation import admin_users  # noqa: E402,F401  (the user pages: canonical usernames)

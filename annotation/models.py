@@ -1,4 +1,6 @@
-"""Projects, who belongs to them and in which role, and their guidelines."""
+"""Projects, who belongs to them and in which role, their guidelines, demonstrations, and API tokens."""
+
+import hashlib
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -266,3 +268,36 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} {self.decision}s dialogue {self.dialogue_id} (round {self.round})"
+
+
+class ApiTokenRevocation(models.TextChoices):
+    OWNER = "owner", "Revoked by its owner"
+    LOGOUT = "logout", "Logged out through the API"
+    PASSWORD = "password", "Password changed"
+
+
+class ApiToken(models.Model):
+    """A secret for ``Authorization: Token <secret>``. Only its SHA-256 is stored: the secret is
+    shown once, when the token is created (annotation/services/api_tokens.py)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # sha256 of a 256-bit random secret: no salt or slow hash needed, and a unique index finds it
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12, help_text="The secret's first characters, to tell tokens apart.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=20, choices=ApiTokenRevocation.choices, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="apitoken_user_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        """Return the stored form of a secret."""
+        return hashlib.sha256(secret.encode()).hexdigest()

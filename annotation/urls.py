@@ -3,6 +3,7 @@ from django.urls import path
 
 from annotation.api import dialogues as dialogue_api
 from annotation.api import projects as project_api
+from annotation.views import account as account_views
 from annotation.views import dialogues as dialogue_views
 from annotation.views import projects as project_views
 
@@ -11,6 +12,15 @@ urlpatterns = [
     path("", project_views.dashboard, name="dashboard"),
     path("login/", project_views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # account: API tokens, password change and reset (Django's views, our templates)
+    path("account/tokens/", account_views.account_tokens, name="account-tokens"),
+    path("account/tokens/<id:token_id>/revoke/", account_views.account_token_revoke, name="account-token-revoke"),
+    path("account/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("account/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("projects/<id:project_id>/", project_views.project_detail, name="project-detail"),
     # demonstrations: pages
     path("my-work/", dialogue_views.my_work, name="my-work"),
@@ -25,6 +35,7 @@ urlpatterns = [
     path("dialogues/<id:dialogue_id>/discard/", dialogue_views.dialogue_discard_view, name="dialogue-discard"),
     # API
     path("api/auth/token/", project_api.TokenObtainApi.as_view(), name="api-token"),
+    path("api/auth/token/revoke/", project_api.TokenRevokeApi.as_view(), name="api-token-revoke"),
     path("api/projects/", project_api.ProjectListApi.as_view(), name="api-project-list"),
     path("api/projects/<id:project_id>/", project_api.ProjectDetailApi.as_view(), name="api-project-detail"),
     path("api/projects/<id:project_id>/members/", project_api.ProjectMemberListApi.as_view(), name="api-project-members"),

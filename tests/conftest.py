@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.models import Role
+from annotation.services.api_tokens import api_token_create
 from tests.factories import PASSWORD, MembershipFactory, ProjectFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +53,13 @@ def make_member(db):
 
 @pytest.fixture
 def api_client_for():
-    """api_client_for(user) -> APIClient sending that user's token."""
+    """api_client_for(user) -> APIClient sending a new API token of that user."""
 
     def make(user=None) -> APIClient:
         client = APIClient()
         if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+            _, secret = api_token_create(user=user, name="test client")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
         return client
 
     return make

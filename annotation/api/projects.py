@@ -3,29 +3,34 @@
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.login_throttle import (
     client_address,
+    login_block_get,
     login_failure_record,
     login_failures_clear,
-    login_is_blocked,
 )
 from annotation.markdown import render_markdown
-from annotation.models import Project, Role
+from annotation.models import ApiToken, ApiTokenRevocation, Project, Role
 from annotation.selectors.projects import (
     membership_get,
     project_get_for_user,
     project_list_for_user_detailed,
     project_members,
 )
+from annotation.services.api_tokens import api_token_create, api_token_revoke
 
 
 class TokenObtainApi(APIView):
-    """Exchange a username and password for an API token (`Authorization: Token <key>`)."""
+    """Exchange a username and password for a new API token (`Authorization: Token <token>`).
+
+    Every call creates a token (named `name`, default "API login") that expires after
+    RLHF_API_TOKEN_DAYS; only its hash is kept. Failed tries are throttled like the login page's,
+    per canonical username and, at a much higher count, per client address.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -33,28 +38,62 @@ class TokenObtainApi(APIView):
     class TokenInputSerializer(serializers.Serializer):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        name = serializers.CharField(max_length=100, required=False, default="API login")
 
     class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
+        name = serializers.CharField()
+        expires_at = serializers.DateTimeField()
 
-    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer}, auth=[])
+    @extend_schema(
+        request=TokenInputSerializer,
+        responses={
+            200: TokenOutputSerializer,
+            400: inline_serializer("TokenRefused", {"detail": serializers.CharField(),
+                                                    "tries_left": serializers.IntegerField()}),
+            429: inline_serializer("TokenThrottled", {"detail": serializers.CharField(),
+                                                      "retry_after": serializers.IntegerField()}),
+        },
+        auth=[],
+    )
     def post(self, request):
         serializer = self.TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
         address = client_address(request)
-        if login_is_blocked(username=username, address=address):
+        block = login_block_get(username=username, address=address)
+        if block is not None:
             return Response(
-                {"detail": "Too many failed logins. Wait a few minutes before trying again."},
+                {"detail": block.message, "retry_after": block.retry_after},
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(block.retry_after)},
             )
         user = authenticate(request, username=username, password=serializer.validated_data["password"])
         if user is None:
-            login_failure_record(username=username, address=address)
-            return Response({"detail": "Wrong username or password."}, status=status.HTTP_400_BAD_REQUEST)
+            tries_left = login_failure_record(username=username, address=address)
+            return Response(
+                {"detail": "Wrong username or password.", "tries_left": tries_left},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         login_failures_clear(username=username)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response(self.TokenOutputSerializer({"token": token.key}).data)
+        token, secret = api_token_create(user=user, name=serializer.validated_data["name"])
+        return Response(
+            self.TokenOutputSerializer({"token": secret, "name": token.name, "expires_at": token.expires_at}).data
+        )
+
+
+class TokenRevokeApi(APIView):
+    """Revoke the API token this request authenticates with (log out a script)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        if not isinstance(request.auth, ApiToken):
+            return Response(
+                {"detail": "Send the token to revoke in the Authorization header."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        api_token_revoke(token=request.auth, reason=ApiTokenRevocation.LOGOUT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProjectOutputSerializer(serializers.ModelSerializer):

@@ -41,6 +41,7 @@ from annotation.services.dialogues import (
     turns_hash,
 )
 from config.exceptions import ApplicationError, ConflictError
+from config.text import SURROGATE_ESCAPE, lone_surrogate_refusal
 
 PROMPT_FORMATS = ("prompts-jsonl", "prompts-csv")
 DIALOGUE_FORMATS = ("messages-jsonl", "hh-rlhf")
@@ -161,13 +162,16 @@ def _json_lines(file: UploadedFile) -> Iterator[tuple[int, object]]:
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             yield number, _Invalid(f"not valid JSON ({exc.msg} at column {exc.colno}).")
         except ValueError as exc:  # e.g. an integer of more than 4,300 digits
             yield number, _Invalid(f"not valid JSON ({exc}).")
         except RecursionError:
             yield number, _Invalid("not valid JSON (nested too deeply).")
+        else:
+            refusal = lone_surrogate_refusal(value) if SURROGATE_ESCAPE.search(text) else None
+            yield number, value if refusal is None else _Invalid(refusal)
 
 
 @dataclass(frozen=True)

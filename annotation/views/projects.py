@@ -6,23 +6,26 @@ from django.shortcuts import render
 
 from annotation.login_throttle import (
     client_address,
+    login_block_get,
     login_failure_record,
     login_failures_clear,
-    login_is_blocked,
 )
 from annotation.selectors.projects import membership_get, membership_list_for_user, project_get_for_user
 
 
 class ThrottledLoginView(auth_views.LoginView):
-    """Django's login page, refusing (429) a username or address after repeated failures."""
+    """Django's login page, refusing (429, Retry-After) a username, or an address at a much higher
+    count, after repeated failures; a failed try says how many are left."""
 
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if login_is_blocked(username=username, address=client_address(request)):
-            return render(request, "registration/login_blocked.html", status=429)
+        block = login_block_get(username=request.POST.get("username", ""), address=client_address(request))
+        if block is not None:
+            response = render(request, "registration/login_blocked.html", {"lock": block}, status=429)
+            response["Retry-After"] = str(block.retry_after)
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
@@ -30,8 +33,10 @@ class ThrottledLoginView(auth_views.LoginView):
         return super().form_valid(form)
 
     def form_invalid(self, form):
-        login_failure_record(username=self.request.POST.get("username", ""), address=client_address(self.request))
-        return super().form_invalid(form)
+        tries_left = login_failure_record(
+            username=self.request.POST.get("username", ""), address=client_address(self.request)
+        )
+        return self.render_to_response(self.get_context_data(form=form, tries_left=tries_left))
 
 
 @login_required

@@ -6,7 +6,7 @@ from tests.factories import PASSWORD, ProjectFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_token_flow_gives_a_token_that_authenticates(api_client_for, project, make_member):
+def test_token_flow_gives_a_new_expiring_token_each_time(api_client_for, project, make_member):
     user = make_member(project)
     client = api_client_for()
     response = client.post("/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json")
@@ -16,9 +16,11 @@ def test_token_flow_gives_a_token_that_authenticates(api_client_for, project, ma
     listed = client.get("/api/projects/")
     assert listed.status_code == 200
     assert [p["id"] for p in listed.json()] == [project.id]
-    # asking again returns the same token
+    assert response.json()["name"] == "API login" and response.json()["expires_at"]
+    # asking again gives another token; both work until they expire or are revoked
     again = api_client_for().post("/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json")
-    assert again.json()["token"] == token
+    assert again.json()["token"] != token
+    assert client.get("/api/projects/").status_code == 200
 
 
 def test_wrong_password_is_refused_with_a_message(api_client_for):
@@ -36,6 +38,7 @@ def test_repeated_failed_logins_answer_429_even_with_the_right_password(api_clie
     blocked = client.post("/api/auth/token/", {"username": user.username, "password": PASSWORD})
     assert blocked.status_code == 429
     assert "Too many failed logins" in blocked.json()["detail"]
+    assert 0 < int(blocked["Retry-After"]) <= settings.LOGIN_FAILURE_WINDOW_SECONDS
 
 
 @pytest.mark.parametrize("path", ["/api/projects/", "/api/projects/1/", "/api/projects/1/members/"])

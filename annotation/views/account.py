@@ -1,0 +1,45 @@
+"""Account pages: a person's API tokens (list, create, revoke) and password change / reset.
+
+Password pages are Django's own views (annotation/urls.py) with templates in templates/registration/.
+"""
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from annotation.selectors.api_tokens import api_token_get_for_owner, api_token_list_for_owner
+from annotation.services.api_tokens import api_token_create, api_token_revoke
+
+
+class ApiTokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What it is for, e.g. “training laptop”.")
+
+
+@login_required
+def account_tokens(request):
+    """List the person's tokens; a POST creates one and shows its secret on this response only."""
+    form = ApiTokenCreateForm(request.POST or None)
+    created = secret = None
+    if request.method == "POST" and form.is_valid():
+        created, secret = api_token_create(user=request.user, name=form.cleaned_data["name"])
+        form = ApiTokenCreateForm()
+    response = render(request, "annotation/account_tokens.html", {
+        "form": form, "tokens": api_token_list_for_owner(user=request.user), "now": timezone.now(),
+        "created": created, "secret": secret, "token_days": settings.RLHF_API_TOKEN_DAYS,
+    }, status=201 if created else 200)
+    if secret:
+        response["Cache-Control"] = "no-store"  # the secret must not stay in a cache
+    return response
+
+
+@login_required
+@require_POST
+def account_token_revoke(request, token_id: int):
+    token = api_token_get_for_owner(user=request.user, token_id=token_id)
+    api_token_revoke(token=token)
+    messages.success(request, f"Token “{token.name}” revoked: it no longer works.")
+    return redirect("account-tokens")
