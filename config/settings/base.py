@@ -23,7 +23,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -91,7 +90,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # not a check: Django tells validators when a password changed; this one revokes the API tokens
+    {"NAME": "annotation.password_hooks.RevokeApiTokensOnPasswordChange"},
 ]
+# Usernames are matched in one canonical form (strip, NFKC, case fold): annotation/usernames.py.
+AUTHENTICATION_BACKENDS = ["annotation.auth_backends.CanonicalUsernameBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -119,7 +122,7 @@ IMPORT_MAX_BYTES = env_int("RLHF_IMPORT_MAX_BYTES", 200 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotation.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -163,9 +166,28 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Failed logins allowed per username and per client address within the window, then 429.
+# Failed logins allowed per username within the window (from its first failure), then 429 until the
+# window ends. A client address is locked only at a much higher count: an office shares one address.
 LOGIN_FAILURE_LIMIT = env_int("RLHF_LOGIN_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("RLHF_LOGIN_ADDRESS_FAILURE_LIMIT", 100)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("RLHF_LOGIN_FAILURE_WINDOW_SECONDS", 300)
+# API tokens (hashed, revocable) expire this many days after they are created.
+RLHF_API_TOKEN_DAYS = env_int("RLHF_API_TOKEN_DAYS", 30)
+
+# Email (password resets): printed to the console unless an SMTP host is configured.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "rlhf-studio <noreply@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("RLHF_PASSWORD_RESET_SECONDS", 3 * 24 * 3600)
 
 # Celery: Redis when REDIS_URL is set, else kombu's filesystem transport (no server needed).
 if REDIS_URL:
