@@ -11,6 +11,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from config.database_outage import database_unavailable_response, is_database_unavailable
+
 
 class ApplicationError(Exception):
     """A request the domain refuses: the message is shown to the user as is."""
@@ -34,6 +36,8 @@ class NotFoundError(ApplicationError):
 
 
 def api_exception_handler(exc, context):
+    if is_database_unavailable(exc):
+        return database_unavailable_response(context["request"], exc)
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message, **exc.extra}, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):

@@ -20,3 +20,5 @@ urlpatterns = [
 
 admin.site.site_header = "rlhf-studio administration"
 admin.site.site_title = "rlhf-studio"
+# a database that cannot be reached, even from inside a middleware, answers 503 rather than 500
+handler500 = "config.database_outage.server_error"

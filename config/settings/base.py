@@ -41,6 +41,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # a database that can't be reached answers 503 + Retry-After, not a 500 with a traceback
+    "config.database_outage.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -65,7 +67,9 @@ TEMPLATES = [
 def database_from_env(default_url: str) -> dict:
     """Parse ``DATABASE_URL`` (or the given default) into Django's DATABASES entry."""
     url = env_str("DATABASE_URL", default_url)
-    config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
+    # health checks: a persistent connection that died (PostgreSQL restarted) is replaced at the first
+    # query of a request instead of failing that request (config/database_outage.py)
+    config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # Web, workers and beat share one file: wait for a lock rather than fail at once, and take the
         # write lock when a transaction begins (a read that turns into a write would otherwise fail at
@@ -76,6 +80,8 @@ def database_from_env(default_url: str) -> dict:
 
 
 DATABASES = {"default": database_from_env(f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# what a 503 answered while the database is unreachable asks clients to wait before trying again
+RLHF_DB_RETRY_AFTER_SECONDS = env_int("RLHF_DB_RETRY_AFTER_SECONDS", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

@@ -11,7 +11,8 @@ from .base import database_from_env
 SECRET_KEY = "test-only-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105
 DATABASES = {"default": database_from_env("postgres://postgres@127.0.0.1:5432/rlhf_studio")}
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_rlhf_studio")}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+# 0: each test request opens its own connection; a test server may keep one (DATABASE_CONN_MAX_AGE), as production does
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/9")
 # The cache gets its own Redis database: tests clear it, which must not drop broker queues.
