@@ -91,14 +91,16 @@ def test_another_spelling_of_a_locked_username_is_locked_too(via, spelling, sett
     UserFactory(username="labeler3")
     for _ in range(settings.LOGIN_FAILURE_LIMIT):
         LOGINS[via]("labeler3", "bad")
-    assert LOGINS[via](spelling, PASSWORD).status_code == 429
+    # from another address: the username's own lock must hold, not the address's
+    assert LOGINS[via](spelling, PASSWORD, address="10.9.9.9").status_code == 429
 
 
 @pytest.mark.parametrize("via", LOGINS)
 def test_guesses_spread_over_spellings_share_one_counter(via, settings):
     UserFactory(username="labeler3")
-    answers = [LOGINS[via](spelling, f"guess{round_}").status_code
-               for round_ in range(5) for spelling in SPELLINGS]  # 35 guesses
+    # 35 guesses, each from its own address, as a spread-out attacker would
+    answers = [LOGINS[via](spelling, f"guess{round_}", address=f"10.1.{round_}.{index}").status_code
+               for round_ in range(5) for index, spelling in enumerate(SPELLINGS)]
     assert answers[: settings.LOGIN_FAILURE_LIMIT] == [REFUSED[via]] * settings.LOGIN_FAILURE_LIMIT
     assert set(answers[settings.LOGIN_FAILURE_LIMIT:]) == {429}
 
