@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from annotation.admin_scoping import ManagedProjectsAdminMixin
 from annotation.models import Guideline, Membership, Project
+from annotation.services.projects import membership_remove, membership_save
 
 
 class MembershipInline(ManagedProjectsAdminMixin, admin.TabularInline):
@@ -43,6 +44,16 @@ class ProjectAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     def member_count(self, project: Project) -> int:
         return project.memberships.count()
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        # through the services, so an added member, a changed role and a removal are audited
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            membership_remove(membership=membership, removed_by=request.user)
+        for membership in memberships:
+            membership_save(membership=membership, changed_by=request.user)
+
 
 @admin.register(Membership)
 class MembershipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
@@ -52,6 +63,17 @@ class MembershipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     search_fields = ["user__username", "user__email", "project__name"]
     autocomplete_fields = ["user", "project"]
     list_select_related = ["user", "project"]
+
+    # through the services, so an added member, a changed role and a removal are audited
+    def save_model(self, request, obj, form, change):
+        membership_save(membership=obj, changed_by=request.user)
+
+    def delete_model(self, request, obj):
+        membership_remove(membership=obj, removed_by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "project"):
+            membership_remove(membership=membership, removed_by=request.user)
 
 
 @admin.register(Guideline)

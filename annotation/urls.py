@@ -1,9 +1,11 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from annotation.api import audit as audit_api
 from annotation.api import dialogues as dialogue_api
 from annotation.api import projects as project_api
 from annotation.views import account as account_views
+from annotation.views import audit as audit_views
 from annotation.views import dialogues as dialogue_views
 from annotation.views import projects as project_views
 
@@ -22,6 +24,7 @@ urlpatterns = [
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("projects/<id:project_id>/", project_views.project_detail, name="project-detail"),
+    path("projects/<id:project_id>/audit/", audit_views.project_audit, name="project-audit"),
     # demonstrations: pages
     path("my-work/", dialogue_views.my_work, name="my-work"),
     path("review/", dialogue_views.review_queue, name="review-queue"),
@@ -39,6 +42,7 @@ urlpatterns = [
     path("api/projects/", project_api.ProjectListApi.as_view(), name="api-project-list"),
     path("api/projects/<id:project_id>/", project_api.ProjectDetailApi.as_view(), name="api-project-detail"),
     path("api/projects/<id:project_id>/members/", project_api.ProjectMemberListApi.as_view(), name="api-project-members"),
+    path("api/projects/<id:project_id>/audit/", audit_api.ProjectAuditListApi.as_view(), name="api-project-audit"),
     path("api/markdown/preview/", project_api.MarkdownPreviewApi.as_view(), name="api-markdown-preview"),
     # demonstrations: API
     path("api/prompts/", dialogue_api.PromptListCreateApi.as_view(), name="api-prompt-list"),

@@ -28,7 +28,7 @@ from ranking.selectors import (
     responses_in_shown_order,
     user_sees_task_internals,
 )
-from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, hh_rlhf_pairs, jsonl_lines, preference_pairs
+from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, jsonl_lines, preference_export_prepare
 from ranking.services.imports import FORMATS, ranking_tasks_import
 from ranking.services.leasing import ranking_task_lease_next, ranking_task_skip
 from ranking.services.rankings import ranking_submit
@@ -435,7 +435,8 @@ class PreferenceExportApi(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         _require_manager_or_ml_engineer(user=request.user, project=project)
         pairs, include_all_bad = _export_options(request)
-        rows = preference_pairs(project=project, pairs=pairs, include_all_bad=include_all_bad)
+        rows = preference_export_prepare(project=project, format="preferences", pairs=pairs,
+                                         include_all_bad=include_all_bad, exported_by=request.user)
         return _stream(rows, filename=f"{project.slug}-preferences-{pairs}.jsonl")
 
 
@@ -447,7 +448,8 @@ class HhRlhfExportApi(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         _require_manager_or_ml_engineer(user=request.user, project=project)
         pairs, include_all_bad = _export_options(request)
-        rows = hh_rlhf_pairs(project=project, pairs=pairs, include_all_bad=include_all_bad)
+        rows = preference_export_prepare(project=project, format="hh-rlhf", pairs=pairs,
+                                         include_all_bad=include_all_bad, exported_by=request.user)
         return _stream(rows, filename=f"{project.slug}-hh-rlhf-{pairs}.jsonl")
 
 

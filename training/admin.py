@@ -158,7 +158,7 @@ class TrainingRunAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     def cancel_selected(self, request, queryset):
         done = 0
         for run in queryset.filter(state__in=RunState.active()):
-            run_cancel(run=run)
+            run_cancel(run=run, cancelled_by=request.user)
             done += 1
         self.message_user(request, f"{done} run(s) cancelled or asked to stop.")
 
@@ -167,7 +167,7 @@ class TrainingRunAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         done, refused = 0, []
         for run in queryset.filter(state__in=[RunState.FAILED, RunState.CANCELLED]):
             try:
-                run_resume(run=run)
+                run_resume(run=run, resumed_by=request.user)
                 done += 1
             except ApplicationError as error:
                 refused.append(f"#{run.pk}: {error.message}")

@@ -400,7 +400,7 @@ class ProjectSftExportApi(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         if not user_manages_project_data(user=request.user, project=project):
             raise Http404("No such project.")
-        export = sft_export_prepare(project=project)
+        export = sft_export_prepare(project=project, exported_by=request.user)
         response = StreamingHttpResponse(jsonl_stream(export.lines()), content_type="application/jsonl; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         response["X-Snapshot-Time"] = export.snapshot_at.isoformat()

@@ -10,10 +10,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotation.models import Dialogue, DialogueStatus, Project, Turn
+from audit.models import AuditAction
+from audit.services import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +80,23 @@ class SftExport:
         return f"{self.project.slug}-sft-{self.snapshot_at:%Y%m%dT%H%M%SZ}.jsonl"
 
 
-def sft_export_prepare(*, project: Project, snapshot_at: datetime | None = None) -> SftExport:
+def sft_export_prepare(
+    *, project: Project, snapshot_at: datetime | None = None, exported_by: AbstractBaseUser | None = None
+) -> SftExport:
     """Freeze what an SFT export contains: dialogues accepted at or before the snapshot time.
 
     Accepted is final (reviews can't undo it), so the count taken now matches the rows streamed later.
+    A person's download names ``exported_by`` and goes into the audit trail (a snapshot's build doesn't).
     """
     snapshot_at = snapshot_at or timezone.now()
     queryset = Dialogue.objects.filter(
         project=project, status=DialogueStatus.ACCEPTED, accepted_at__lte=snapshot_at
     ).order_by("accepted_at", "id")
-    return SftExport(project=project, snapshot_at=snapshot_at, row_count=queryset.count(), queryset=queryset)
+    export = SftExport(project=project, snapshot_at=snapshot_at, row_count=queryset.count(), queryset=queryset)
+    if exported_by is not None:
+        audit_record(actor=exported_by, action=AuditAction.EXPORT, project=project, obj=project,
+                     details={"format": "sft.jsonl", "rows": export.row_count, "snapshot_at": snapshot_at})
+    return export
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

@@ -40,6 +40,8 @@ from annotation.services.dialogues import (
     turns_from_dicts,
     turns_hash,
 )
+from audit.models import AuditAction
+from audit.services import audit_record
 from config.exceptions import ApplicationError, ConflictError
 from config.text import SURROGATE_ESCAPE, lone_surrogate_refusal
 
@@ -139,6 +141,8 @@ def project_import(
                     skip_invalid=skip_invalid,
                     dialogue_status=dialogue_status,
                 )
+            audit_record(actor=user, action=AuditAction.IMPORT, project=project, details={
+                "file": file.name, "format": format, "rows": report.rows, "created": report.created})
     except IntegrityError as exc:  # a concurrent import or edit added the same rows meanwhile
         raise ConflictError(
             "Another change added some of these rows at the same time; import again."

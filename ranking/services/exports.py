@@ -23,10 +23,13 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
 from annotation.models import Project
 from annotation.services.exports import jsonl_stream
+from audit.models import AuditAction
+from audit.services import audit_record
 from ranking.models import Ranking, RankingTask, Response, TaskPurpose, TaskStatus
 from ranking.services.imports import hh_transcript_render
 from ranking.services.orderings import ordering_pairs
@@ -178,6 +181,16 @@ def hh_rlhf_pairs(
             "chosen": hh_transcript_render([*row["prompt"], *row["chosen"]]),
             "rejected": hh_transcript_render([*row["prompt"], *row["rejected"]]),
         }
+
+
+def preference_export_prepare(
+    *, project: Project, format: str, pairs: str, include_all_bad: bool, exported_by: AbstractBaseUser
+) -> Iterator[dict]:
+    """Record a person's export in the audit trail and return its rows (``format``: preferences or hh-rlhf)."""
+    audit_record(actor=exported_by, action=AuditAction.EXPORT, project=project, obj=project,
+                 details={"format": f"{format}.jsonl", "pairs": pairs, "include_all_bad": include_all_bad})
+    rows = hh_rlhf_pairs if format == "hh-rlhf" else preference_pairs
+    return rows(project=project, pairs=pairs, include_all_bad=include_all_bad)
 
 
 def jsonl_lines(rows: Iterator[dict]) -> Iterator[bytes]:

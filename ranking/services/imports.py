@@ -24,6 +24,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Project
+from audit.models import AuditAction
+from audit.services import audit_record
 from config.exceptions import ApplicationError, ConflictError
 from ranking.models import Ranking, RankingTask, TaskSource, TaskStatus
 from ranking.services.tasks import (
@@ -212,6 +214,9 @@ def ranking_tasks_import(
             report.task_ids = [task.pk for task in tasks]
             carrying = [item for _, item, carries in fresh if carries]
             report.rankings_imported = _imported_preferences_save(project=project, tasks=carrying)
+            audit_record(actor=created_by, action=AuditAction.IMPORT, project=project, details={
+                "file": getattr(file, "name", ""), "format": format, "tasks_created": report.tasks_created,
+                "rankings_imported": report.rankings_imported, "duplicates": len(report.duplicate_lines)})
     except IntegrityError as error:  # a concurrent import added some of the same tasks meanwhile
         raise ConflictError("Another import added some of these tasks at the same time; import again.") from error
     return report

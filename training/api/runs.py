@@ -213,7 +213,7 @@ class TrainingRunCancelApi(APIView):
                    409: OpenApiResponse(TrainingErrorOutputSerializer, description="It has already finished.")},
     )
     def post(self, request, run_id: int):
-        run = run_cancel(run=run_get_for_user(user=request.user, run_id=run_id))
+        run = run_cancel(run=run_get_for_user(user=request.user, run_id=run_id), cancelled_by=request.user)
         return Response(run_payload(run, user=request.user), status=status.HTTP_202_ACCEPTED)
 
 
@@ -226,7 +226,7 @@ class TrainingRunResumeApi(APIView):
                    409: OpenApiResponse(TrainingErrorOutputSerializer, description="It is not cancelled or failed.")},
     )
     def post(self, request, run_id: int):
-        run = run_resume(run=run_get_for_user(user=request.user, run_id=run_id))
+        run = run_resume(run=run_get_for_user(user=request.user, run_id=run_id), resumed_by=request.user)
         return Response(run_payload(run, user=request.user), status=status.HTTP_202_ACCEPTED)
 
 

@@ -9,7 +9,6 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.exceptions import ConflictError, NotFoundError
 from training.api.common import (
     TrainingErrorOutputSerializer,
     choice_filter,
@@ -20,8 +19,7 @@ from training.api.common import (
 from training.models import SnapshotKind, SnapshotState
 from training.selectors.access import snapshot_get_for_user, training_project_get
 from training.selectors.lists import snapshot_list
-from training.services.snapshots import snapshot_request
-from training.services.storage import data_path
+from training.services.snapshots import snapshot_file_open, snapshot_request
 
 
 class DatasetSnapshotOutputSerializer(serializers.Serializer):
@@ -101,14 +99,7 @@ class DatasetSnapshotDownloadApi(APIView):
     )
     def get(self, request, snapshot_id: int):
         snapshot = snapshot_get_for_user(user=request.user, snapshot_id=snapshot_id)
-        if snapshot.state == SnapshotState.BUILDING:
-            raise ConflictError(f"Snapshot {snapshot.pk} is still building; download it once it is ready.")
-        if snapshot.state == SnapshotState.FAILED:
-            raise ConflictError(f"Snapshot {snapshot.pk} failed to build, it has no file: {snapshot.error}")
-        try:
-            handle = open(data_path(snapshot.file_path), "rb")
-        except OSError:
-            raise NotFoundError(f"Snapshot {snapshot.pk}'s file is missing from the data root.") from None
+        handle = snapshot_file_open(snapshot=snapshot, downloaded_by=request.user)
         filename = f"{snapshot.project.slug}-{snapshot.kind}-snapshot-{snapshot.pk}.jsonl"
         response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/jsonl")
         response["X-Sha256"] = snapshot.sha256

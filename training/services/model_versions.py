@@ -9,6 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotation.models import Project
+from audit.models import AuditAction
+from audit.services import audit_record
 from config.exceptions import ApplicationError
 from training.models import LoopPolicy, ModelKind, ModelVersion, Promotion, RunKind, TrainingRun
 from training.services.runs import run_trigger
@@ -98,7 +100,10 @@ def model_promote(
 
         project_id = model.project_id
         transaction.on_commit(lambda: reward_checks_start_task.delay(project_id))
-    return Promotion.objects.create(
+    promotion = Promotion.objects.create(
         project=model.project, model=model, role=role, previous=previous, automatic=automatic,
         promoted_by=promoted_by, reason=reason,
     )
+    audit_record(actor=promoted_by, action=AuditAction.MODEL_PROMOTE, project=model.project, obj=model, details={
+        "role": role, "previous": previous.pk if previous else None, "automatic": automatic, "reason": reason})
+    return promotion

@@ -20,6 +20,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Project
+from audit.models import AuditAction
+from audit.services import audit_record
 from config.exceptions import ApplicationError, ConflictError
 from training.engine.configs import validate_command_config
 from training.engine.errors import EngineError
@@ -258,6 +260,8 @@ def run_trigger(
             )
             run.run_dir = f"runs/{project.pk}/{run.pk}"
             run.save(update_fields=["run_dir"])
+            audit_record(actor=created_by, action=AuditAction.RUN_TRIGGER, project=project, obj=run,
+                         details={"kind": kind, "trigger": trigger})
             if snapshot is None or snapshot.state == SnapshotState.READY:
                 run_dispatch(run=run)
     except IntegrityError:
@@ -306,7 +310,7 @@ def run_fail(*, run: TrainingRun, error: str) -> None:
             return
 
 
-def run_cancel(*, run: TrainingRun) -> TrainingRun:
+def run_cancel(*, run: TrainingRun, cancelled_by: AbstractBaseUser | None = None) -> TrainingRun:
     """Cancel a run: a queued one at once; a running one is asked to stop (its engine checkpoints first)."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -318,10 +322,12 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
             run.save(update_fields=["cancel_requested"])
         else:
             raise ConflictError(f"Run {run.pk} has already finished ({run.state}).")
+        audit_record(actor=cancelled_by, action=AuditAction.RUN_CANCEL, project=run.project, obj=run,
+                     details={"state": run.state})
     return run
 
 
-def run_resume(*, run: TrainingRun) -> TrainingRun:
+def run_resume(*, run: TrainingRun, resumed_by: AbstractBaseUser | None = None) -> TrainingRun:
     """Queue a cancelled or failed run again; its engine resumes from the newest complete checkpoint."""
     try:
         with transaction.atomic():
@@ -335,6 +341,8 @@ def run_resume(*, run: TrainingRun) -> TrainingRun:
             run.max_attempts = run.attempt + settings.RLHF_RUN_MAX_ATTEMPTS
             run.save(update_fields=["state", "cancel_requested", "error", "finished_at", "exit_code", "max_attempts"])
             run_dispatch(run=run)
+            audit_record(actor=resumed_by, action=AuditAction.RUN_RESUME, project=run.project, obj=run,
+                         details={"attempt": run.attempt})
     except IntegrityError:
         raise ConflictError("The same run is already queued or running again; follow that one.") from None
     return run

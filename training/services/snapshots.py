@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
+from typing import BinaryIO
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -18,7 +19,9 @@ from django.utils import timezone
 
 from annotation.models import Project, Prompt
 from annotation.services.exports import sft_export_prepare
-from config.exceptions import ApplicationError
+from audit.models import AuditAction
+from audit.services import audit_record
+from config.exceptions import ApplicationError, ConflictError, NotFoundError
 from ranking.models import RankingTask
 from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, ExportReport, preference_pairs
 from training.models import DatasetSnapshot, Evaluation, ModelVersion, SnapshotKind, SnapshotState
@@ -84,6 +87,21 @@ def snapshot_request(
 
     transaction.on_commit(lambda: snapshot_build_task.delay(snapshot.pk))
     return snapshot
+
+
+def snapshot_file_open(*, snapshot: DatasetSnapshot, downloaded_by: AbstractBaseUser) -> BinaryIO:
+    """Open a ready snapshot's file for a person to download, and record the export in the audit trail."""
+    if snapshot.state == SnapshotState.BUILDING:
+        raise ConflictError(f"Snapshot {snapshot.pk} is still building; download it once it is ready.")
+    if snapshot.state == SnapshotState.FAILED:
+        raise ConflictError(f"Snapshot {snapshot.pk} failed to build, it has no file: {snapshot.error}")
+    try:
+        handle = open(data_path(snapshot.file_path), "rb")
+    except OSError:
+        raise NotFoundError(f"Snapshot {snapshot.pk}'s file is missing from the data root.") from None
+    audit_record(actor=downloaded_by, action=AuditAction.EXPORT, project=snapshot.project, obj=snapshot,
+                 details={"format": f"{snapshot.kind} snapshot", "rows": snapshot.row_count, "sha256": snapshot.sha256})
+    return handle
 
 
 def snapshot_build(*, snapshot: DatasetSnapshot) -> DatasetSnapshot:
