@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -27,7 +26,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
-    "csp",
     "annotation",
     "ranking",
     "training",
@@ -36,7 +34,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,19 +172,6 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Content-Security-Policy (django-csp): scripts, styles, images and fetches from our own origin only;
-# no inline script, style attribute or event handler anywhere (tests/browser/test_csp_browser.py).
-CONTENT_SECURITY_POLICY = {
-    "DIRECTIVES": {
-        "default-src": [SELF],
-        "img-src": [SELF, "data:"],  # Swagger UI and Django admin draw a few icons as data: URIs
-        "object-src": [NONE],
-        "base-uri": [SELF],
-        "form-action": [SELF],
-        "frame-ancestors": [NONE],
-    },
-}
-
 # Failed logins allowed per username within the window (from its first failure), then 429 until the
 # window ends. A client address is locked only at a much higher count: an office shares one address.
 LOGIN_FAILURE_LIMIT = env_int("RLHF_LOGIN_FAILURE_LIMIT", 5)
@@ -205,8 +189,8 @@ EMAIL_BACKEND = env_str(
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS (port 465); otherwise STARTTLS
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "rlhf-studio <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = env_int("RLHF_PASSWORD_RESET_SECONDS", 3 * 24 * 3600)
