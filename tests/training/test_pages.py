@@ -101,7 +101,7 @@ def test_the_loop_card_says_what_each_step_waits_for_with_progress_and_a_start_b
     html = client.get(f"/projects/{project.pk}/training/").content.decode()
     sft = html.split('data-step="sft"')[1].split("</li>")[0]
     assert "<strong>SFT</strong>: <span data-waiting>3 of 8 new accepted demonstrations</span>" in sft
-    assert 'aria-valuenow="3"' in sft and 'aria-valuemax="8"' in sft and "width: 37.5%" in sft
+    assert 'aria-valuenow="3"' in sft and 'aria-valuemax="8"' in sft and 'data-width="37.5%"' in sft
     assert f'data-post-url="/api/projects/{project.pk}/loop/steps/sft/start/"' in sft
     assert "Run this step now" in sft
     preferences = html.split('data-step="preferences"')[1].split("</li>")[0]
@@ -143,7 +143,7 @@ def test_the_runs_table_shows_state_progress_eta_and_each_kinds_headline_newest_
     assert "rewards accuracy</span> 0.61" in cells[dpo.pk] and "CUDA out of memory" in cells[dpo.pk]
     assert "tr-state-failed" in cells[dpo.pk]
     assert "score</span> 0.25" in cells[ppo.pk]  # the newest logged point while it runs
-    assert "10 / 40 · ETA 1 min 30 s" in cells[ppo.pk] and "width: 25.0%" in cells[ppo.pk]
+    assert "10 / 40 · ETA 1 min 30 s" in cells[ppo.pk] and 'data-width="25.0%"' in cells[ppo.pk]
     assert "eval accuracy</span> 0.875" in cells[reward.run_id]
     assert "loss</span> 0.4321" in cells[sft.run_id] and "sft-v1" in cells[sft.run_id]
 
