@@ -279,7 +279,18 @@ class RankingTaskNextApi(APIView):
         lease = ranking_task_lease_next(project=project, labeler=request.user)
         if lease is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
-        return ApiResponse(ranking_task_payload(task=lease.task, user=request.user))
+        task = lease.task
+        task.project = project
+        # what the payload would read again is known here: my lease, and no ranking of mine (a leased
+        # task is one I haven't ranked)
+        listing = {
+            "internals": user_sees_task_internals(user=request.user, project=project),
+            "leases": {task.pk: lease},
+            "mine": {},
+        }
+        if listing["internals"]:
+            listing = None  # reviewers see every ranking of the task: the payload reads them itself
+        return ApiResponse(ranking_task_payload(task=task, user=request.user, listing=listing))
 
 
 class RankingTaskSkipApi(APIView):

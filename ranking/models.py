@@ -139,10 +139,30 @@ class RankingTask(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # kept on the row so `next` is an index walk, not a count over every open task (see docs/ranking.md):
+    # set under the task's row lock by whoever adds or removes a ranking or lease
+    rankings_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    leases_count = models.PositiveIntegerField(
+        default=0, db_default=0, editable=False, help_text="Live leases when last counted (expired ones are reclaimed)."
+    )
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "status", "is_gold"])]
+        indexes = [
+            models.Index(fields=["project", "status", "is_gold"]),
+            # `next`: open, not gold; evaluation tasks first ("evaluation" sorts after "ranking", hence
+            # DESC), then nearest to completion, then oldest
+            models.Index(
+                fields=["project", "-purpose", "-rankings_count", "id"],
+                condition=Q(status="open", is_gold=False),
+                name="ranking_task_next_idx",
+            ),
+            models.Index(
+                fields=["project", "rankings_count", "id"],
+                condition=Q(status="open", is_gold=True),
+                name="ranking_task_gold_next_idx",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "import_hash"],

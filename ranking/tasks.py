@@ -14,5 +14,5 @@ def ranking_consensus_recompute(task_ids: list[int]) -> int:
 
 @shared_task(name="ranking.leases_purge_expired")
 def ranking_leases_purge_expired() -> int:
-    """Delete expired leases (they already count for nothing); schedule it in beat to keep the table small."""
+    """Delete expired leases and give their tasks' slots back (beat runs it every minute)."""
     return leases_purge_expired()

@@ -227,7 +227,8 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Default entries; the database scheduler copies them into admin, where they can be edited.
 CELERY_BEAT_SCHEDULE = {
-    "ranking-leases-purge-expired": {"task": "ranking.leases_purge_expired", "schedule": 15 * 60.0},
+    # an expired lease holds its task's slot until reclaimed (also on each `next` of its project)
+    "ranking-leases-purge-expired": {"task": "ranking.leases_purge_expired", "schedule": 60.0},
     "training-loop-tick": {"task": "training.tasks.loop_tick", "schedule": float(env_int("RLHF_LOOP_TICK_SECONDS", 60))},
     "training-runs-reconcile": {
         "task": "training.tasks.runs_reconcile", "schedule": float(env_int("RLHF_RECONCILE_SECONDS", 30))

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Project
@@ -282,6 +283,10 @@ def _imported_preferences_save(*, project: Project, tasks) -> int:
         Ranking(task=task, is_imported=True, order=[[answers[0].pk], [answers[1].pk]]) for task, answers in tasks
     ]
     Ranking.objects.bulk_create(rankings, batch_size=1000)
+    # each carried preference is one of its (new, not yet leased) task's rankings: `next` reads the count
+    task_ids = [task.pk for task, _ in tasks]
+    for start in range(0, len(task_ids), 1000):
+        RankingTask.objects.filter(pk__in=task_ids[start:start + 1000]).update(rankings_count=F("rankings_count") + 1)
     if project.rankings_per_task <= 1:
         now = timezone.now()
         done = []

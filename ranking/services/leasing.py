@@ -1,11 +1,18 @@
-"""Serve ranking tasks to labelers: leases, race-free on PostgreSQL.
+"""Serve ranking tasks to labelers: leases, race-free on PostgreSQL, at the cost of the work in front of them.
 
-Locking rule: whoever adds a lease or a ranking to a task holds that task's row lock
-(``select_for_update``) and counts the task's rankings and live leases after taking it. Since every
-writer holds the lock, that count is exact, so a task never gets more labelers than it needs, however
-many labelers ask at once. ``skip_locked`` lets concurrent labelers pass over a task someone else is
-being given instead of queueing behind them; only when every candidate is locked does a labeler wait
-(for one, holding no other task lock), so nobody is told "nothing left" while slots remain.
+Locking rule: whoever adds or removes a lease or a ranking of a task holds that task's row lock
+(``select_for_update``) and, holding it, counts the task's rankings and live leases from their rows and
+writes them onto the task (``rankings_count``, ``leases_count``). Since every writer holds the lock,
+that count is exact, so a task never gets more labelers than it needs, however many labelers ask at
+once. ``skip_locked`` lets concurrent labelers pass over a task someone else is being given instead of
+queueing behind them; only when every candidate is locked does a labeler wait (for one, holding no
+other task lock), so nobody is told "nothing left" while slots remain.
+
+The counters make the pick an index walk (``ranking_task_next_idx``: open, not gold, evaluation first,
+nearest to completion first) with ``NOT EXISTS`` probes of this labeler's rankings, skips, leases and
+answers, instead of counting every open task of the project. A lease that expires still counts on its
+task until it is reclaimed: ``leases_reclaim_expired`` deletes it and recounts the task, on every
+``next`` of the project (the lease table is small) and from beat (``ranking.leases_purge_expired``).
 """
 
 from __future__ import annotations
@@ -15,15 +22,17 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Membership, Project
-from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskPurpose, TaskStatus
+from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
 
 # Candidates tried per request before giving up: each is locked and recounted, so a few are plenty.
 _MAX_ATTEMPTS = 20
+# Tasks whose expired leases one reclaim transaction handles (it holds their row locks meanwhile).
+_RECLAIM_BATCH = 500
 
 
 def ranking_task_slots_taken(*, task: RankingTask, now=None, exclude_labeler: AbstractBaseUser | None = None) -> int:
@@ -35,29 +44,53 @@ def ranking_task_slots_taken(*, task: RankingTask, now=None, exclude_labeler: Ab
     return task.rankings.count() + leases.count()
 
 
-def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool, now) -> QuerySet[RankingTask]:
-    """Tasks this labeler may be given: evaluation tasks, then the nearest to completion (finished sooner)."""
-    rankings = Ranking.objects.filter(task=OuterRef("pk")).values("task").annotate(n=Count("pk")).values("n")
-    leases = (
-        Lease.objects.filter(task=OuterRef("pk"), expires_at__gt=now).values("task").annotate(n=Count("pk")).values("n")
+def _count_of(rows: QuerySet) -> Coalesce:
+    per_task = rows.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(per_task, output_field=IntegerField()), Value(0))
+
+
+def ranking_task_counts_refresh(*, task_ids, now=None) -> None:
+    """Set these tasks' ``rankings_count`` and ``leases_count`` from their rows; the caller holds their row locks."""
+    now = now or timezone.now()
+    RankingTask.objects.filter(pk__in=task_ids).update(
+        rankings_count=_count_of(Ranking.objects.all()),
+        leases_count=_count_of(Lease.objects.filter(expires_at__gt=now)),
     )
-    tasks = (
-        RankingTask.objects.filter(project=project, status=TaskStatus.OPEN, is_gold=gold)
-        .exclude(pk__in=Ranking.objects.filter(labeler=labeler).values("task"))
-        .exclude(pk__in=Skip.objects.filter(labeler=labeler).values("task"))
-        .exclude(pk__in=Lease.objects.filter(labeler=labeler).values("task"))
-        .exclude(pk__in=Response.objects.filter(created_by=labeler).values("task"))
+
+
+def _task_counts_settle(*, task: RankingTask, now) -> None:
+    """Recount ``task``'s rankings and live leases into its fields (not saved); the caller holds its row lock."""
+    counts = (
+        RankingTask.objects.filter(pk=task.pk)
         .annotate(
-            taken_rankings=Coalesce(Subquery(rankings), Value(0)),
-            taken_leases=Coalesce(Subquery(leases), Value(0)),
+            n_rankings=_count_of(Ranking.objects.all()),
+            n_leases=_count_of(Lease.objects.filter(expires_at__gt=now)),
         )
+        .values_list("n_rankings", "n_leases")
+        .get()
+    )
+    task.rankings_count, task.leases_count = counts
+
+
+def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool) -> QuerySet[RankingTask]:
+    """Tasks this labeler may be given: evaluation tasks, then the nearest to completion (finished sooner).
+
+    Ordered exactly as ``ranking_task_next_idx`` (``ranking_task_gold_next_idx`` for gold) is, so the
+    database walks the index and stops at the first row that passes the per-labeler probes.
+    """
+    mine = {"task": OuterRef("pk")}
+    tasks = RankingTask.objects.filter(project=project, status=TaskStatus.OPEN, is_gold=gold).filter(
+        ~Exists(Ranking.objects.filter(labeler=labeler, **mine)),
+        ~Exists(Skip.objects.filter(labeler=labeler, **mine)),
+        ~Exists(Lease.objects.filter(labeler=labeler, **mine)),
+        ~Exists(Response.objects.filter(created_by=labeler, **mine)),
     )
     if gold:
-        return tasks.order_by("taken_rankings", "pk")
+        return tasks.order_by("rankings_count", "pk")
     # evaluation tasks first: there are few, and a new policy may wait for their verdict to be promoted
-    evaluation_first = Case(When(purpose=TaskPurpose.EVALUATION, then=Value(0)), default=Value(1))
-    return tasks.filter(taken_rankings__lt=project.rankings_per_task - F("taken_leases")).order_by(
-        evaluation_first, "-taken_rankings", "pk"
+    # ("evaluation" > "ranking", so purpose DESC puts them first, as the index does)
+    return tasks.filter(rankings_count__lt=project.rankings_per_task - F("leases_count")).order_by(
+        "-purpose", "-rankings_count", "pk"
     )
 
 
@@ -99,6 +132,9 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
     """
     if project.is_archived:
         return None
+    # give expired leases' slots back first, in their own transaction (no task lock is held below
+    # while waiting for another)
+    leases_reclaim_expired(project=project)
     now = timezone.now()
     expires_at = now + timedelta(minutes=project.lease_minutes)
     with transaction.atomic():
@@ -112,7 +148,6 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
             current.expires_at = expires_at
             current.save(update_fields=["expires_at"])
             return current
-        Lease.objects.filter(labeler=labeler, expires_at__lte=now).delete()
         kinds = [True, False] if gold_is_due(project=project, labeler=labeler) else [False, True]
         for gold in kinds:
             lease = _lease_first_free(project=project, labeler=labeler, gold=gold, now=now, expires_at=expires_at)
@@ -128,7 +163,7 @@ class _TaskFull(Exception):
 def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease | None:
     tried: list[int] = []
     for _ in range(_MAX_ATTEMPTS):
-        candidates = _candidates(project=project, labeler=labeler, gold=gold, now=now).exclude(pk__in=tried)
+        candidates = _candidates(project=project, labeler=labeler, gold=gold).exclude(pk__in=tried)
         try:
             # one savepoint per candidate: a full one is released at once, so we never hold two task
             # locks while waiting for a third (no deadlock between labelers)
@@ -141,8 +176,12 @@ def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease
                 if task is None:
                     return None
                 # the candidate query read an older snapshot; recount now that the row lock is ours
-                if gold or ranking_task_slots_taken(task=task, now=now) < project.rankings_per_task:
-                    return Lease.objects.create(task=task, labeler=labeler, expires_at=expires_at)
+                _task_counts_settle(task=task, now=now)
+                if gold or task.rankings_count + task.leases_count < project.rankings_per_task:
+                    lease = Lease.objects.create(task=task, labeler=labeler, expires_at=expires_at)
+                    task.leases_count += 1
+                    task.save(update_fields=["rankings_count", "leases_count"])
+                    return lease
                 tried.append(task.pk)
                 raise _TaskFull
         except _TaskFull:
@@ -153,13 +192,41 @@ def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease
 @transaction.atomic
 def lease_release(*, task: RankingTask, labeler: AbstractBaseUser) -> None:
     """Give the task back to the pool (the labeler walks away, skips or has ranked it)."""
-    Lease.objects.filter(task=task, labeler=labeler).delete()
+    locked = RankingTask.objects.select_for_update().get(pk=task.pk)
+    if Lease.objects.filter(task=locked, labeler=labeler).delete()[0]:
+        ranking_task_counts_refresh(task_ids=[locked.pk])
+
+
+def leases_reclaim_expired(*, project: Project | None = None, older_than: timedelta = timedelta(0)) -> int:
+    """Delete expired leases and give their slots back (recount their tasks); return how many were deleted.
+
+    Tasks locked by someone else right now are left for the next call: whoever holds the lock recounts
+    the task anyway. With ``project``, only that project's leases (what ``next`` calls on every request).
+    """
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            cutoff = timezone.now() - older_than
+            expired = Lease.objects.filter(expires_at__lte=cutoff)
+            if project is not None:
+                expired = expired.filter(task__project=project)
+            task_ids = list(
+                RankingTask.objects.filter(pk__in=expired.values("task_id"))
+                .order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:_RECLAIM_BATCH]
+            )
+            if not task_ids:
+                return deleted
+            deleted += Lease.objects.filter(task_id__in=task_ids, expires_at__lte=cutoff).delete()[0]
+            ranking_task_counts_refresh(task_ids=task_ids)
+        if len(task_ids) < _RECLAIM_BATCH:
+            return deleted
 
 
 def leases_purge_expired(*, older_than: timedelta = timedelta(0)) -> int:
-    """Delete leases that expired more than ``older_than`` ago; return how many. Expired leases count for nothing anyway."""
-    deleted, _ = Lease.objects.filter(expires_at__lte=timezone.now() - older_than).delete()
-    return deleted
+    """Delete every expired lease and give its slot back; return how many (beat runs it every minute)."""
+    return leases_reclaim_expired(older_than=older_than)
 
 
 @transaction.atomic

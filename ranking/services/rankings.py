@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from config.exceptions import ApplicationError, ConflictError
 from ranking.models import SCORE_MAX, SCORE_MIN, Flag, Lease, Ranking, RankingTask, TaskPurpose, TaskStatus
-from ranking.services.leasing import ranking_task_slots_taken
+from ranking.services.leasing import ranking_task_counts_refresh, ranking_task_slots_taken
 from ranking.services.orderings import OrderingError, ordering_check, ordering_normalise
 from ranking.services.tasks import ranking_task_consensus_refresh
 
@@ -140,6 +140,7 @@ def ranking_submit(
         except IntegrityError:
             raise ConflictError("You already ranked this task.") from None
         Lease.objects.filter(task=task, labeler=labeler).delete()
+        ranking_task_counts_refresh(task_ids=[task.pk])
         ranking_task_consensus_refresh(task=task)
     return SubmitResult(ranking=ranking, created=True)
 

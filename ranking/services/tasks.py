@@ -148,7 +148,8 @@ def ranking_task_consensus_refresh(*, task: RankingTask) -> RankingTask:
     orders = list(task.rankings.order_by("pk").values_list("order", flat=True))
     item_ids = list(task.responses.values_list("pk", flat=True))
     required = task.project.rankings_per_task
-    fields = ["consensus_order", "agreement", "consensus_at", "status"]
+    task.rankings_count = len(orders)  # the caller holds the row lock (see ranking.services.leasing)
+    fields = ["consensus_order", "agreement", "consensus_at", "status", "rankings_count"]
     if orders and (task.is_gold or len(orders) >= required):
         task.consensus_order = ranked_pairs(orders, items=item_ids)
         task.agreement = mean_pairwise_tau_b(orders)
