@@ -1,4 +1,5 @@
-"""Django admin's user pages, storing usernames in their canonical form (annotation/usernames.py).
+"""Django admin's user pages, storing usernames in their canonical form (annotation/usernames.py),
+and the API tokens list (superusers: see and revoke).
 
 Imported by annotation/admin.py. Without it an admin could create "Labeler3" beside "labeler3":
 two accounts that one canonical login name can't tell apart.
@@ -10,6 +11,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 
+from annotation.models import ApiToken, ApiTokenRevocation
+from annotation.services.api_tokens import api_token_revoke
 from annotation.usernames import user_find_by_username, username_normalize
 
 
@@ -40,3 +43,39 @@ if admin.site.is_registered(User):
 class CanonicalUsernameUserAdmin(UserAdmin):
     add_form = CanonicalUserCreationForm
     form = CanonicalUserChangeForm
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Superusers see every API token (never its secret: only a hash is kept) and can revoke them."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at", "revoked_reason"]
+    list_filter = ["revoked_reason"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "name", "prefix"]
+    readonly_fields = list_display
+    fields = list_display
+    actions = ["revoke_selected"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False  # a token's secret is shown to its owner only: they create it on their tokens page
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_selected(self, request, queryset):
+        # the action's own permission: revoking changes nothing but the revocation fields
+        if not request.user.is_superuser:
+            return
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token, reason=ApiTokenRevocation.ADMIN)

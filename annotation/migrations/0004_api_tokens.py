@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('expires_at', models.DateTimeField()),
                 ('last_used_at', models.DateTimeField(blank=True, null=True)),
                 ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_reason', models.CharField(blank=True, choices=[('owner', 'Revoked by its owner'), ('logout', 'Logged out through the API'), ('password', 'Password changed')], max_length=20)),
+                ('revoked_reason', models.CharField(blank=True, choices=[('owner', 'Revoked by its owner'), ('logout', 'Logged out through the API'), ('password', 'Password changed'), ('admin', 'Revoked by an administrator')], max_length=20)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={

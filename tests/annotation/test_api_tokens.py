@@ -143,3 +143,21 @@ def test_tokens_page_lists_only_the_owners_tokens_and_revokes_them():
 
 def test_tokens_page_needs_login():
     assert Client().get("/account/tokens/").status_code == 302
+
+
+def test_a_superuser_sees_tokens_in_admin_without_secrets_and_revokes_them():
+    root = UserFactory(username="root-admin", is_staff=True, is_superuser=True)
+    staff = UserFactory(username="staff-only", is_staff=True)
+    owner = UserFactory()
+    token, secret = api_token_create(user=owner, name="leaked laptop")
+    client = Client()
+    client.force_login(staff)
+    assert client.get("/admin/annotation/apitoken/").status_code == 403
+    client.force_login(root)
+    listing = client.get("/admin/annotation/apitoken/").content.decode()
+    assert "leaked laptop" in listing and token.prefix in listing and secret not in listing
+    response = client.post("/admin/annotation/apitoken/", {"action": "revoke_selected", "_selected_action": [token.pk]})
+    assert response.status_code == 302
+    assert token_client(secret).get("/api/projects/").status_code == 401
+    token.refresh_from_db()
+    assert token.revoked_reason == "admin"
