@@ -2,7 +2,7 @@
 
     # CPU dry run: tiny models, about 3 minutes on 2 cores
     python bench/simulated_loop.py --tiny --out /tmp/simulated_loop_tiny.json
-    # one H200 (kind nvidia-h200): SmolLM2-135M-Instruct, HH-RLHF demonstrations, about 8 minutes
+    # one H200 (kind nvidia-h200): SmolLM2-135M-Instruct, HH-RLHF demonstrations, about 9.5 minutes
     python bench/simulated_loop.py --hh PATH/hh-rlhf-harmless-sample.jsonl \\
         --base-gguf PATH/SmolLM2-135M-Instruct.Q4_1.gguf --out simulated_loop_smollm2.json
 
@@ -49,8 +49,6 @@ from simulator.preferences import preference_get  # noqa: E402
 from simulator.report import Report  # noqa: E402
 from simulator.scenario import SMOLLM2, TINY, Accounts, Simulation, SimulationError  # noqa: E402
 
-BIN = Path(sys.executable).parent
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,10 +63,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
     parser.add_argument("--timeout", type=float, help="seconds before the simulation gives up")
     parser.add_argument("--keep", action="store_true", help="keep the var folder (database, runs, logs)")
+    parser.add_argument("--seed", type=int, help="seeds the labelers' noise (default: a fresh one, in the figures)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     plan, source, import_roots = _plan(args, parser)
+    signal.signal(signal.SIGTERM, _interrupted)  # a killed bench still stops the platform it started
     var = Path(tempfile.mkdtemp(prefix="rlhf-simulated-loop-"))
     env = _environment(var, tiny=args.tiny, import_roots=import_roots)
     started = time.monotonic()
@@ -84,8 +84,8 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, processes)
         figures["setup_s"] = round(time.monotonic() - started, 1)
-        figures.update(_simulate(url, accounts, plan, source, data_root=var / "data"))
-    except Exception as error:  # a failed bench still writes what it measured, and says why
+        figures.update(_simulate(url, accounts, plan, source, data_root=var / "data", seed=args.seed))
+    except (Exception, KeyboardInterrupt) as error:  # a failed bench still writes what it measured, and says why
         figures["error"] = f"{type(error).__name__}: {error}"
         traceback.print_exc()
     finally:
@@ -99,6 +99,10 @@ def main() -> int:
         if not args.keep:
             subprocess.run(["rm", "-rf", str(var / "data"), str(var / "broker")], check=False)
     return 1 if "error" in figures else 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _plan(args, parser):
@@ -151,9 +155,10 @@ def _free_port() -> int:
 
 
 def _start_platform(env: dict, var: Path, *, port: int, tiny: bool) -> dict[str, subprocess.Popen]:
-    celery = [str(BIN / "celery"), "-A", "config"]
+    # `python -m`: works where the packages were installed with --target (no console scripts on PATH)
+    celery = [sys.executable, "-m", "celery", "-A", "config"]
     commands = {
-        "web": [str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        "web": [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
                 "--workers", "1" if tiny else "4", "--timeout", "120"],
         "worker": [*celery, "worker", "-Q", "default", "--pool", "solo", "--loglevel", "INFO", "--hostname", "sim@%h"],
         "gpu-worker": [*celery, "worker", "-Q", "gpu", "--pool", "solo", "--prefetch-multiplier", "1",
@@ -198,8 +203,9 @@ def _stop(processes: dict[str, subprocess.Popen]) -> None:
             process.wait()
 
 
-def _simulate(url: str, accounts: Accounts, plan, source, *, data_root: Path) -> dict:
-    simulation = Simulation(transport=HttpTransport(url, timeout=120), accounts=accounts, plan=plan, source=source)
+def _simulate(url: str, accounts: Accounts, plan, source, *, data_root: Path, seed: int | None) -> dict:
+    simulation = Simulation(transport=HttpTransport(url, timeout=120), accounts=accounts, plan=plan, source=source,
+                            seed=seed)
     error = None
     try:
         record = simulation.run()

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--base-path", help="the base model as a save_pretrained folder on the server")
     run.add_argument("--data-root", type=Path, help="the platform's data root, to score with the reward model")
     run.add_argument("--timeout", type=float, help="seconds before giving up (default: the plan's)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, help="seeds the labelers' noise (default: a fresh one, in the figures)")
     run.add_argument("--out", type=Path, help="write the figures here as JSON (default: stdout)")
     show = commands.add_parser("calibrate", help="print the careful labelers' temperature for a plan")
     show.add_argument("--plan", choices=sorted(PLANS), default="tiny")

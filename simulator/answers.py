@@ -5,7 +5,8 @@
   probability ``good_share``, so demonstrations are good but not the best the hidden preference allows
   (PPO has room to do better than SFT).
 - ``HhSource``: for real models. The first human turn of each HH-RLHF line is a prompt; the chosen
-  transcript's first assistant turn is the answer a labeler writes for it.
+  transcript's first assistant turn is the answer a labeler writes for it, and the rejected one's is
+  what they write when the reviewer sends it back.
 """
 
 from __future__ import annotations
@@ -94,18 +95,23 @@ class HhSource:
     def __init__(self, path: Path, *, seed: int = 0) -> None:
         self.seed = seed
         self._answers: dict[str, list[str]] = {}
+        self._alternatives: dict[str, list[str]] = {}  # the rejected transcripts' answers
         single_turn_first: list[tuple[int, str]] = []
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
-            chosen = json.loads(line)["chosen"]
-            exchange = _hh_first_exchange(chosen)
+            row = json.loads(line)
+            exchange = _hh_first_exchange(row["chosen"])
             if exchange is None:
                 continue
             prompt, answer = exchange
             if prompt not in self._answers:
-                single_turn_first.append((chosen.count("\n\nHuman: "), prompt))
-            self._answers.setdefault(prompt, []).append(answer)
+                single_turn_first.append((row["chosen"].count("\n\nHuman: "), prompt))
+            answers = self._answers.setdefault(prompt, [])
+            answers.append(answer)
+            other = _hh_first_exchange(row.get("rejected", ""))  # a second answer, for a revision
+            if other is not None and other[0] == prompt and other[1] not in answers:
+                self._alternatives.setdefault(prompt, []).append(other[1])
         # single-turn lines first: their chosen answer is the one people preferred
         self._prompts = [prompt for _, prompt in sorted(single_turn_first, key=lambda item: item[0])]
 
@@ -113,7 +119,8 @@ class HhSource:
         return self._prompts[:count]
 
     def answer(self, prompt: str, *, attempt: int = 0) -> str:
-        answers = self._answers.get(prompt)
+        """Return the chosen answer (attempt 0), then the file's other answers to the prompt (revisions)."""
+        answers = [*self._answers.get(prompt, []), *self._alternatives.get(prompt, [])]
         if not answers:  # a prompt from elsewhere: any chosen answer of the file
             rng = random.Random(f"{self.seed}:{prompt}:{attempt}")
             answers = self._answers[rng.choice(self._prompts)]

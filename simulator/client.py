@@ -39,8 +39,17 @@ class HttpTransport:
     def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.requests, self.seconds = 0, 0.0  # how many requests were sent, and how long they took in all
 
     def request(self, method: str, path: str, *, headers: dict[str, str], body: bytes | None) -> Reply:
+        started = time.monotonic()
+        try:
+            return self._send(method, path, headers=headers, body=body)
+        finally:
+            self.requests += 1
+            self.seconds += time.monotonic() - started
+
+    def _send(self, method: str, path: str, *, headers: dict[str, str], body: bytes | None) -> Reply:
         request = urllib.request.Request(self.base_url + path, data=body, headers=headers, method=method)
         for attempt in range(5):
             try:

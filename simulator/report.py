@@ -22,11 +22,13 @@ the engine's ``score`` command (``reward_scores.py``) when the data root is at h
 
 from __future__ import annotations
 
+import random
+import statistics
 from datetime import datetime
 from pathlib import Path
 
 from simulator.client import Client, HttpTransport
-from simulator.noise import preference_probability
+from simulator.noise import noisy_order, preference_probability
 from simulator.preferences import HiddenPreference, preference_get
 from simulator.reward_scores import reward_model_scores
 from simulator.scenario import Accounts, Plan, Record, Simulation
@@ -71,9 +73,11 @@ class Report:
     def build(self) -> dict:
         figures = {
             "plan": self.plan.name, "preference": self.plan.preference, "project": self.record.project,
+            "seed": self.record.seed,
             "timings_s": self.record.timings, "models": self.record.models, "evaluations": self.record.evaluations,
             "demonstrations": self.record.demonstrations, "work": self.record.work, "runs": self.record.runs,
-            "platform_notes": self.record.platform_notes,
+            "platform_notes": self.record.platform_notes, "http": self.record.http,
+            "temperatures": self.record.temperatures,  # each careful ranking's T: the figures can be recomputed
             "labelers": self._labelers(),
         }
         figures["reward_model"], reward_in_loop = self._reward_model()
@@ -88,9 +92,8 @@ class Report:
         return [t for t in self.tasks if t["purpose"] == "ranking" and not t.get("is_gold")]
 
     def _labelers(self) -> dict:
-        agreed = compared = 0
         careful_right = careful_pairs = 0
-        chances: list[float] = []  # each compared pair's chance that two careful labelers agree on it
+        careful_tasks = []
         for task in self._ranking_tasks():
             text = {r["id"]: r["content"] for r in task["responses"]}
             careful = [r for r in task["rankings"] if self.record.styles.get(r["labeler"]) != CARELESS]
@@ -99,23 +102,15 @@ class Report:
                     if self.hidden(text[a]) != self.hidden(text[b]):
                         careful_pairs += 1
                         careful_right += self.hidden(text[a]) > self.hidden(text[b])
-            for i, first in enumerate(careful):
-                for second in careful[i + 1:]:
-                    rank = {a: g for g, group in enumerate(second["order"]) for a in group}
-                    for a, b in _pairs(first["order"]):
-                        if rank[a] != rank[b]:
-                            compared += 1
-                            agreed += rank[a] < rank[b]
-                            p1 = self.p_prefers(first["labeler"], task["id"], text[a], text[b])
-                            p2 = self.p_prefers(second["labeler"], task["id"], text[a], text[b])
-                            chances.append(p1 * p2 + (1 - p1) * (1 - p2))
-        observed = share(agreed, compared)
-        check = poisson_binomial_z(observed["share"], chances) if chances else None
+            if len(careful) >= 2:
+                careful_tasks.append({**task, "rankings": careful})
+        observed = self._labeler_agreement(careful_tasks)["observed"]
+        check = self._noise_check({"pairs": observed["n"], "pairs_agreed": observed["successes"]}, careful_tasks,
+                                  _orders_agreement, replicates=100)
         return {
             "temperature": self.temperature, "initial_temperature": self.record.initial_temperature,
             "target_agreement": self.plan.agreement, "calibration_agreement": self.record.calibration_agreement,
-            "careful_agreement_on_tasks": {**observed, "expected": check[0] if check else None,
-                                           "z": check[1] if check else None},
+            "careful_agreement_on_tasks": {**observed, "expected": check.get("expected"), "z": check.get("z")},
             "careful_accuracy_vs_hidden": share(careful_right, careful_pairs),
         }
 
@@ -176,13 +171,11 @@ class Report:
         checked = (platform.get("total") or {}).get("tasks") or 0
         if checked:
             same = fresh[:checked]
-            expected = self._rm_against_labels(same, scores)
-            in_loop["reward_agreement"].update(_agreement_check(platform["total"], expected["probabilities"]))
-            in_loop["reward_agreement"]["simulator_on_same_tasks"] = expected["observed"]
-            ceiling_same = self._labeler_agreement(same)
+            in_loop["reward_agreement"].update(self._noise_check(
+                platform["total"], same, lambda task, orders: _rm_agreement(task, orders, scores)))
+            in_loop["reward_agreement"]["simulator_on_same_tasks"] = self._rm_against_labels(same, scores)["observed"]
             in_loop["labelers_ceiling"] = {"platform": platform.get("ceiling"),
-                                           **_agreement_check(platform.get("ceiling") or {}, ceiling_same["probabilities"],
-                                                              repeat=2)}
+                                           **self._noise_check(platform.get("ceiling") or {}, same, _orders_agreement)}
         return figures, in_loop
 
     def _reward_scores(self, model: dict, tasks: list[dict]) -> dict[tuple[int, int], float] | None:
@@ -201,42 +194,57 @@ class Report:
         return dict(zip(keys, scores, strict=True))
 
     def _rm_against_labels(self, tasks: list[dict], scores: dict) -> dict:
-        """How often the reward model orders the labelers' pairs as they did; each pair's chance to agree."""
+        """How often the reward model orders the labelers' pairs as they did."""
         agreed = compared = 0
-        probabilities = []
         for task in tasks:
-            text = {r["id"]: r["content"] for r in task["responses"]}
-            for ranking in task["rankings"]:
-                for a, b in _pairs(ranking["order"]):
-                    ra, rb = scores[(task["id"], a)], scores[(task["id"], b)]
-                    compared += 1
-                    agreed += ra > rb
-                    # before the labeler ranked: the chance their pair of a and b agrees with the model
-                    better, worse = (text[a], text[b]) if ra > rb else (text[b], text[a])
-                    probabilities.append(
-                        self.p_prefers(ranking["labeler"], task["id"], better, worse) if ra != rb else 0.0
-                    )
-        return {"observed": share(agreed, compared), "probabilities": probabilities}
+            a, c = _rm_agreement(task, [r["order"] for r in task["rankings"]], scores)
+            agreed, compared = agreed + a, compared + c
+        return {"observed": share(agreed, compared)}
 
     def _labeler_agreement(self, tasks: list[dict]) -> dict:
-        """Labelers' agreement with each other, as the platform counts it; each unordered pair's chance."""
+        """Labelers' agreement with each other, as the platform counts it."""
         agreed = compared = 0
-        probabilities = []
         for task in tasks:
-            text = {r["id"]: r["content"] for r in task["responses"]}
-            rankings = task["rankings"]
-            for i, first in enumerate(rankings):
-                for second in rankings[i + 1:]:
-                    rank = {a: g for g, group in enumerate(second["order"]) for a in group}
-                    for a, b in _pairs(first["order"]):
-                        if rank[a] == rank[b]:
-                            continue
-                        compared += 2  # (first, second) and (second, first): the platform counts both
-                        agreed += 2 * (rank[a] < rank[b])
-                        p1 = self.p_prefers(first["labeler"], task["id"], text[a], text[b])
-                        p2 = self.p_prefers(second["labeler"], task["id"], text[a], text[b])
-                        probabilities.append(p1 * p2 + (1 - p1) * (1 - p2))
-        return {"observed": share(agreed, compared), "probabilities": probabilities}
+            a, c = _orders_agreement(task, [r["order"] for r in task["rankings"]])
+            agreed, compared = agreed + a, compared + c
+        return {"observed": share(agreed, compared)}
+
+    def _noise_check(self, platform: dict, tasks: list[dict], statistic, replicates: int = 400) -> dict:
+        """Compare a platform share with what the labelers' noise makes of these tasks, by simulating it.
+
+        Every ranking of the tasks is drawn again ``replicates`` times as its labeler would rank it (a
+        careful one with the temperature of that moment, a careless one at random), and ``statistic``
+        (task, orders) -> (agreed, compared) is summed over the tasks each time: the mean is what the
+        share should be, the spread how far chance moves it (pairs of one ranking move together, which
+        a binomial spread would miss). z = (platform − mean) / spread.
+        """
+        if not platform or not platform.get("pairs") or not tasks:
+            return {}
+        observed = platform["pairs_agreed"] / platform["pairs"]
+        rng = random.Random(0)
+        shares = []
+        for _ in range(replicates):
+            agreed = compared = 0
+            for task in tasks:
+                orders = [self._redraw(task, ranking["labeler"], rng) for ranking in task["rankings"]]
+                a, c = statistic(task, orders)
+                agreed, compared = agreed + a, compared + c
+            if compared:
+                shares.append(agreed / compared)
+        mean, spread = statistics.fmean(shares), statistics.pstdev(shares)
+        z = (observed - mean) / spread if spread else 0.0
+        return {"expected": mean, "spread": spread, "z": z, "agrees_95": abs(z) < Z_95, "replicates": replicates,
+                "expected_in_platform_interval": (platform.get("low") or 0) <= mean <= (platform.get("high") or 1)}
+
+    def _redraw(self, task: dict, labeler: str | None, rng: random.Random) -> list[list[int]]:
+        """Rank the task's answers again as this labeler did (simulator.team.Labeler.order_answers)."""
+        texts = list(dict.fromkeys(r["content"] for r in task["responses"]))
+        if self.record.styles.get(labeler) == CARELESS:
+            ranked = rng.sample(texts, len(texts))
+        else:
+            temperature = self.record.temperatures.get(f"{task['id']}:{labeler}", self.temperature)
+            ranked = [texts[i] for i in noisy_order([self.hidden(t) for t in texts], temperature, rng)]
+        return [[r["id"] for r in task["responses"] if r["content"] == text] for text in ranked]
 
     # ---- policies against SFT ----
 
@@ -352,22 +360,31 @@ class Report:
         }
 
 
+def _orders_agreement(task: dict, orders: list[list[list[int]]]) -> tuple[int, int]:
+    """Return (agreed, compared) over every ordered pair of rankings, as the platform's ceiling counts them."""
+    agreed = compared = 0
+    ranks = [{a: g for g, group in enumerate(order) for a in group} for order in orders]
+    for i, order in enumerate(orders):
+        for j, rank in enumerate(ranks):
+            if i != j:
+                for a, b in _pairs(order):
+                    if rank[a] != rank[b]:
+                        compared += 1
+                        agreed += rank[a] < rank[b]
+    return agreed, compared
+
+
+def _rm_agreement(task: dict, orders: list[list[list[int]]], scores: dict) -> tuple[int, int]:
+    """Return (agreed, compared) over the rankings' pairs: the reward model scores the better one higher."""
+    pairs = [pair for order in orders for pair in _pairs(order)]
+    return sum(scores[(task["id"], a)] > scores[(task["id"], b)] for a, b in pairs), len(pairs)
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if numerator is not None and denominator else None
 
 
-def _agreement_check(platform: dict, probabilities: list[float], *, repeat: int = 1) -> dict:
-    """Compare a platform share (agreed / pairs) with its expectation; ``repeat``: times each trial is counted."""
-    if not platform or not platform.get("pairs") or not probabilities:
-        return {}
-    observed = platform["pairs_agreed"] / platform["pairs"]
-    expected, z = poisson_binomial_z(observed, probabilities)
-    return {"expected": expected, "z": z, "agrees_95": abs(z) < Z_95,
-            "pairs_platform": platform["pairs"], "pairs_expected": repeat * len(probabilities),
-            "expected_in_platform_interval": (platform.get("low") or 0) <= expected <= (platform.get("high") or 1)}
-
-
-def simulate_and_report(*, url: str, accounts: Accounts, plan, source, data_root: Path | None, seed: int = 0,
+def simulate_and_report(*, url: str, accounts: Accounts, plan, source, data_root: Path | None, seed: int | None = None,
                         log=print) -> dict:
     """Run the simulation against ``url`` and return the report's figures."""
     transport = HttpTransport(url)

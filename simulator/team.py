@@ -130,8 +130,12 @@ def write_demonstration(labeler: Labeler, *, project_id: int, source) -> bool:
 
 
 def revise_rejected(labeler: Labeler, *, project_id: int, source) -> int:
-    """Rewrite and resubmit each of my rejected demonstrations with another answer; return how many."""
+    """Rewrite and resubmit each of my demonstrations rejected once with another answer; return how many.
+
+    One rejected twice stays rejected: the labeler moves on to other prompts.
+    """
     rejected = labeler.client.all_pages(f"/api/dialogues/?project={project_id}&status=rejected")
+    rejected = [dialogue for dialogue in rejected if dialogue["round"] < 2]
     for dialogue in rejected:
         prompt = dialogue["turns"][0]["content"]
         _save_and_submit(labeler, dialogue, prompt=prompt, answer=source.answer(prompt, attempt=dialogue["round"]))

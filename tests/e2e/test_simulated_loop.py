@@ -8,11 +8,15 @@ hidden preference (the number of "good"s in an answer, plus a small tie-breaker 
 gibberish) is known only to the simulator, which then reads the figures through the API.
 
 The tiny setup (simulator.scenario.TINY): the default make-tiny model (2 layers, hidden 64, its 512-
-token BPE has " good" as one token); SFT 120 steps at 1.5e-3 on 40 built demonstrations (each a few
-short sentences, about a third of them with "good"); K = 4, two rankings per task; a reward model
-after 140 rankings, 100 steps at 5e-4; PPO 24 steps of 32 rollouts at 1e-3 (kl_coef 0.02); 60
-held-out prompts in PPO's evaluation against SFT, which the engineer asks for once PPO is there. Engine runs use one thread: on two shared cores, two OpenMP threads
-per run stalled a tiny model's steps up to 30-fold when other processes competed for the cores.
+token BPE has " good" as one token); SFT 120 steps at 1.5e-3 on 40 built demonstrations (a few short
+sentences, about a third of them with "good"); K = 4, two rankings per task; a reward model after
+180 rankings (a third of them of the base model's gibberish), 150 steps at 5e-4; PPO 24 steps of 32
+rollouts at 1e-3, kl_coef 0.03; 60 held-out prompts in PPO's evaluation against SFT. With 140
+rankings, 100 reward steps and kl_coef 0.02, one run in eight lost to SFT: its reward model (71 %
+right on fresh pairs) rated "The answer is." highly and PPO wrote little else (reward hacking, as
+InstructGPT warns); with more rankings and steps it never did in six runs. Engine runs use one
+thread: on two shared cores, two OpenMP threads per run stalled a tiny model's steps up to 30-fold
+when other processes competed for the cores.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,7 +84,8 @@ def test_a_simulated_team_makes_the_loop_train_a_policy_better_than_sft(live_ser
                  "simulated-pass-123", stdout=out)
     accounts = Accounts.from_json(json.loads(out.getvalue()))
 
-    figures = simulate_and_report(url=live_server.url, accounts=accounts, plan=TINY, source=BuiltSource(),
+    plan = replace(TINY, dpo=None)  # PPO only: DPO is bench/simulated_loop.py's, a minute more
+    figures = simulate_and_report(url=live_server.url, accounts=accounts, plan=plan, source=BuiltSource(),
                                   data_root=data_root)
     print(json.dumps(figures, indent=2, default=str))  # shown when the test fails: every figure
 
