@@ -1,5 +1,6 @@
-// Ranking page: order K answers best first, with ties, by drag and drop or keyboard; flags, scores,
-// "all bad"; submit (idempotent) and go straight to the next task. No framework, no third-party code.
+// Ranking page: order K answers best first, with ties, by drag and drop (SortableJS: mouse and touch),
+// taps ("Rank next" on an answer, then Up / Down / Tie / Unrank) or keyboard; flags, scores, "all bad";
+// submit (idempotent) and go straight to the next task.
 (function () {
   "use strict";
 
@@ -13,6 +14,7 @@
   let groups = [];
   let selected = null;
   let submitting = false;
+  let unrankedError = false; // the status line says "Rank every answer first"; cleared once none is left
   // one key per page load: a retry after a network error returns the first result, never a duplicate
   const idempotencyKey = (window.crypto && crypto.randomUUID)
     ? crypto.randomUUID()
@@ -24,6 +26,10 @@
   const submitButton = document.getElementById("submit-ranking");
   const skipButton = document.getElementById("skip-task");
   const allBad = document.getElementById("all-bad");
+  const actionBar = document.getElementById("rank-actions");
+  const progressLines = document.querySelectorAll("[data-progress]");
+  const dockSubmit = document.getElementById("submit-ranking-dock");
+  let sortables = [];
 
   // ---- time spent: only while the page is visible ----
   let spentMs = 0;
@@ -111,7 +117,10 @@
     node.tabIndex = 0;
     node.dataset.responseId = String(id);
     node.textContent = "Answer " + labels.get(id);
-    node.addEventListener("click", () => select(id));
+    node.addEventListener("click", () => {
+      if (groupIndexOf(id) < 0) insertAsGroup(id, groups.length); // a tap places an unranked answer next
+      select(id);
+    });
     return node;
   }
   function gap(position) {
@@ -161,7 +170,57 @@
       const flagged = card.querySelectorAll("[data-flag-for]:checked").length;
       card.querySelector("[data-flag-count]").textContent = flagged ? "(" + flagged + ")" : "";
     });
+    document.querySelectorAll("[data-place]").forEach((button) => {
+      const ranked = groupIndexOf(Number(button.dataset.place)) >= 0;
+      button.textContent = ranked ? "Unrank" : "Rank next (#" + (groups.length + 1) + ")";
+    });
+    const index = selected === null ? -1 : groupIndexOf(selected);
+    actionBar.hidden = index < 0;
+    if (index >= 0) {
+      actionBar.querySelector("[data-picked]").textContent = "Answer " + labels.get(selected) + ":";
+      actionBar.querySelector('[data-action="up"]').disabled = index === 0 && groups[index].length === 1;
+      actionBar.querySelector('[data-action="down"]').disabled = index === groups.length - 1 && groups[index].length === 1;
+      actionBar.querySelector('[data-action="tie"]').disabled = index === 0;
+    }
+    const left = unranked().length;
+    const progress = left ? (config.responses.length - left) + " of " + config.responses.length + " ranked" : "All ranked";
+    progressLines.forEach((line) => { line.textContent = progress; });
+    if (unrankedError && !left) {
+      unrankedError = false;
+      say("");
+    }
     submitButton.disabled = submitting;
+    dockSubmit.disabled = submitting;
+    makeSortable();
+  }
+  // Drag and drop by mouse or touch: every zone (the pool, each rank, each gap between ranks) is a
+  // Sortable list of chips; after a drop the ranking is read back from where the chips landed.
+  function makeSortable() {
+    if (!window.Sortable) return;
+    sortables.forEach((sortable) => sortable.destroy());
+    const zones = [pool, ...list.querySelectorAll("li.rank-group, li.rank-gap")];
+    sortables = zones.map((zone) => window.Sortable.create(zone, {
+      group: "ranking",
+      draggable: ".chip",
+      delayOnTouchOnly: true,
+      delay: 120, // a touch that moves at once scrolls the page; one that rests first drags
+      emptyInsertThreshold: 12,
+      ghostClass: "chip-ghost",
+      onStart: (event) => { selected = Number(event.item.dataset.responseId); },
+      onEnd: () => window.setTimeout(() => { readBack(); render(); }),
+    }));
+  }
+  function readBack() {
+    const order = [];
+    list.querySelectorAll("li.rank-group, li.rank-gap").forEach((zone) => {
+      const ids = [...zone.querySelectorAll(".chip[data-response-id]")].map((chip) => Number(chip.dataset.responseId));
+      if (zone.classList.contains("rank-group")) {
+        if (ids.length) order.push(ids);
+      } else {
+        ids.forEach((id) => order.push([id])); // dropped between ranks: a rank of its own
+      }
+    });
+    groups = order;
   }
   function select(id) {
     selected = id;
@@ -207,49 +266,26 @@
     }
   });
 
-  // ---- drag and drop (HTML5) ----
-  document.addEventListener("dragstart", (event) => {
-    const node = event.target instanceof HTMLElement ? event.target.closest(".chip[data-response-id]") : null;
-    if (!node) return;
-    event.dataTransfer.setData("text/plain", node.dataset.responseId);
-    event.dataTransfer.effectAllowed = "move";
-    selected = Number(node.dataset.responseId);
-  });
-  function dropTarget(event) {
-    return event.target instanceof HTMLElement ? event.target.closest("[data-drop]") : null;
-  }
-  document.addEventListener("dragover", (event) => {
-    const zone = dropTarget(event);
-    if (!zone) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "move";
-    document.querySelectorAll(".drag-over").forEach((n) => n !== zone && n.classList.remove("drag-over"));
-    zone.classList.add("drag-over");
-  });
-  document.addEventListener("dragleave", (event) => {
-    const zone = dropTarget(event);
-    if (zone) zone.classList.remove("drag-over");
-  });
-  document.addEventListener("drop", (event) => {
-    const zone = dropTarget(event);
-    if (!zone) return;
-    event.preventDefault();
-    const id = Number(event.dataTransfer.getData("text/plain"));
-    if (!labels.has(id)) return;
-    if (zone.dataset.drop === "pool") unrank(id);
-    else if (zone.dataset.drop === "group") joinGroup(id, Number(zone.dataset.index));
-    else if (zone.dataset.drop === "gap") {
-      // dropping a lone answer into the gap just below or above it changes nothing
-      const from = groupIndexOf(id);
-      let position = Number(zone.dataset.position);
-      if (from >= 0 && groups[from].length === 1 && position > from) position -= 1;
-      insertAsGroup(id, position);
+  // ---- taps: "Rank next" on an answer, and the buttons under the board for the picked answer ----
+  document.addEventListener("click", (event) => {
+    const place = event.target instanceof HTMLElement ? event.target.closest("[data-place]") : null;
+    if (place) {
+      const id = Number(place.dataset.place);
+      if (groupIndexOf(id) < 0) {
+        insertAsGroup(id, groups.length);
+        selected = id;
+      } else {
+        unrank(id);
+        if (selected === id) selected = null;
+      }
+      render();
+      return;
     }
-    selected = id;
+    const action = event.target instanceof HTMLElement ? event.target.closest("[data-action]") : null;
+    if (!action || selected === null) return;
+    ({ up: moveUp, down: moveDown, tie: tieWithAbove, unrank: unrank })[action.dataset.action](selected);
+    if (groupIndexOf(selected) < 0) selected = null;
     render();
-  });
-  document.addEventListener("dragend", () => {
-    document.querySelectorAll(".drag-over").forEach((n) => n.classList.remove("drag-over"));
   });
   document.addEventListener("change", (event) => {
     if (event.target instanceof HTMLElement && event.target.matches("[data-flag-for]")) render();
@@ -292,9 +328,11 @@
     const missing = unranked();
     if (missing.length) {
       say("Rank every answer first: " + missing.map((id) => "Answer " + labels.get(id)).join(", ") + " still unranked.", true);
+      unrankedError = true;
       return;
     }
     submitting = true;
+    unrankedError = false;
     render();
     say("Saving…");
     try {
@@ -338,6 +376,10 @@
     render();
   }
   submitButton.addEventListener("click", submit);
+  dockSubmit.addEventListener("click", () => {
+    submit();
+    if (unrankedError) statusLine.scrollIntoView({ block: "center" }); // the message is by the board
+  });
   skipButton.addEventListener("click", skip);
 
   render();
