@@ -8,6 +8,7 @@ from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
@@ -146,6 +147,7 @@ def demonstration_new(request, project_id: int):
     return redirect("dialogue-edit", dialogue_id=dialogue.pk)
 
 
+@never_cache  # Back after submitting must ask again (and land on the read-only page), not show a stale draft
 @login_required
 def dialogue_edit(request, dialogue_id: int):
     dialogue = dialogue_get_own(user=request.user, dialogue_id=dialogue_id)
@@ -165,6 +167,7 @@ def dialogue_edit(request, dialogue_id: int):
             "submit": reverse("api-dialogue-submit", args=[dialogue.pk]),
             "preview": reverse("api-markdown-preview"),
             "after_submit": reverse("my-work") + "?status=submitted",
+            "detail": reverse("dialogue-detail", args=[dialogue.pk]),
         },
         "csrf_token": get_token(request),
     }

@@ -14,6 +14,7 @@
   const SAVE_DELAY_MS = 800;
   const PREVIEW_DELAY_MS = 400;
   const ROLE_LABELS = { system: "System", user: "User", assistant: "Assistant" };
+  const EDITABLE = ["draft", "rejected", "revised"];
   const STATUS_LABELS = { draft: "Draft", submitted: "Submitted", accepted: "Accepted", rejected: "Rejected", revised: "Being revised" };
 
   const el = {
@@ -149,7 +150,8 @@
         return true;
       }
       if (response.status === 409) {
-        showConflict(await errorDetail(response));
+        const detail = await errorDetail(response);
+        if (!(await leaveIfNotEditable())) showConflict(detail);
         return false;
       }
       setSaveStatus("Not saved: " + (await errorDetail(response)), "error");
@@ -326,7 +328,19 @@
       schedulePreview(turn, preview);
       scheduleSave();
     });
-    li.append(area, preview);
+    // maxlength cuts a paste off without a word: say how much was left out
+    const cut = document.createElement("p");
+    cut.className = "dlg-paste-cut";
+    cut.setAttribute("role", "alert");
+    cut.hidden = true;
+    area.addEventListener("paste", (event) => {
+      const pasted = event.clipboardData ? event.clipboardData.getData("text").length : 0;
+      const room = MAX_CHARS - (area.value.length - (area.selectionEnd - area.selectionStart));
+      cut.hidden = pasted <= room;
+      cut.textContent = "The pasted text was cut: a turn holds at most " + MAX_CHARS.toLocaleString() +
+        " characters, so its last " + (pasted - room).toLocaleString() + " characters were left out.";
+    });
+    li.append(area, cut, preview);
     if (el.preview.checked) schedulePreview(turn, preview, 0);
     return li;
   }
@@ -400,6 +414,23 @@
       event.returnValue = "";
     }
   });
+
+  // Back after submitting can show this page from the browser's memory as it was (a draft): ask the
+  // server, and leave for the read-only page when the dialogue can no longer be edited.
+  async function leaveIfNotEditable() {
+    try {
+      const response = await fetch(data.urls.dialogue, { headers: headers(), credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return false;
+      const body = await response.json();
+      if (EDITABLE.includes(body.status)) return false;
+      state.conflict = true; // no more saves from this copy
+      window.location.replace(data.urls.detail);
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+  window.addEventListener("pageshow", (event) => { if (event.persisted) leaveIfNotEditable(); });
 
   showLease(data.lease_expires_at);
   render();
