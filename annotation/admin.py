@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from annotation.admin_lists import BigTableAdminMixin, member_filter, project_filter
 from annotation.admin_scoping import ManagedProjectsAdminMixin
 from annotation.models import Guideline, Membership, Project
 from annotation.services.projects import membership_remove, membership_save
@@ -90,6 +91,7 @@ class GuidelineAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 from django.contrib import messages  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
 from django.db.models import Count, F, OuterRef, Subquery  # noqa: E402
+from django.db.models.functions import Coalesce  # noqa: E402
 from django.forms.models import BaseInlineFormSet  # noqa: E402
 
 from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDecision, Turn  # noqa: E402
@@ -103,10 +105,11 @@ from config.exceptions import ApplicationError  # noqa: E402
 
 
 @admin.register(Prompt)
-class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class PromptAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["short_text", "project", "source", "is_active", "held_out", "dialogue_count", "created_by",
                     "created_at"]
-    list_filter = ["is_active", "held_out", "source", ("project", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["is_active", "held_out", "source", project_filter()]
+    ordering = ["-id"]  # newest first, through the primary key
     search_fields = ["text"]
     list_select_related = ["project", "created_by"]
     readonly_fields = ["text_hash", "created_at"]
@@ -114,7 +117,9 @@ class PromptAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     actions = ["deactivate", "activate", "hold_out"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_dialogues=Count("dialogues"))
+        # counted per listed prompt, not grouped over the whole table before the page is cut
+        dialogues = Dialogue.objects.filter(prompt=OuterRef("pk")).order_by().values("prompt").annotate(n=Count("pk"))
+        return super().get_queryset(request).annotate(n_dialogues=Coalesce(Subquery(dialogues.values("n")), 0))
 
     def save_model(self, request, obj, form, change):
         from annotation.services.dialogues import prompt_text_hash
@@ -185,9 +190,10 @@ class ReviewInline(ManagedProjectsAdminMixin, admin.TabularInline):
 
 
 @admin.register(Dialogue)
-class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class DialogueAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "opening", "project", "author", "status", "round", "source", "turn_count", "updated_at"]
-    list_filter = ["status", "source", ("project", admin.RelatedOnlyFieldListFilter), ("author", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["status", "source", "updated_at", project_filter(), member_filter("author", title="author")]
+    ordering = ["-id"]  # through the primary key: sorting by updated_at would read every dialogue
     search_fields = ["turns__content", "author__username"]
     list_select_related = ["project", "author"]
     raw_id_fields = ["prompt"]
@@ -197,19 +203,20 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     ]
     inlines = [TurnInline, ReviewInline]
     actions = ["accept_selected", "reject_selected"]
-    date_hierarchy = "updated_at"
 
     def get_queryset(self, request):
         opening = Turn.objects.filter(dialogue=OuterRef("pk"), role="user").order_by("position").values("content")[:1]
+        turns = Turn.objects.filter(dialogue=OuterRef("pk")).order_by().values("dialogue").annotate(n=Count("pk"))
         return (
             super()
             .get_queryset(request)
-            .annotate(n_turns=Count("turns", distinct=True), opening_text=Subquery(opening))
+            .annotate(n_turns=Coalesce(Subquery(turns.values("n")), 0), opening_text=Subquery(opening))
         )
 
     def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)
-        return results.distinct(), False
+        # DISTINCT only for a search (it joins the turns): on the plain list it would read every dialogue
+        return (results.distinct() if search_term else results), False
 
     @admin.display(description="opening message")
     def opening(self, dialogue: Dialogue) -> str:
@@ -250,12 +257,13 @@ class DialogueAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class ReviewAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "dialogue__project"
     list_display = ["dialogue", "reviewer", "round", "decision", "created_at"]
-    list_filter = ["decision", ("dialogue__project", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["decision", project_filter("dialogue__project")]
     search_fields = ["comment", "reviewer__username"]
-    list_select_related = ["dialogue", "reviewer"]
+    list_select_related = ["dialogue__author", "reviewer"]
+    ordering = ["-id"]  # the model's ("dialogue", "-created_at") sorts every review by its dialogue's order
     readonly_fields = ["dialogue", "reviewer", "round", "decision", "comment", "created_at"]
 
     def has_add_permission(self, request):

@@ -2,8 +2,10 @@
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
+from annotation.admin_lists import BigTableAdminMixin, project_filter
 from annotation.admin_scoping import ManagedProjectsAdminMixin
 from config.exceptions import ApplicationError
 from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
@@ -13,7 +15,7 @@ from ranking.services.tasks import (
     ranking_task_gold_set,
     ranking_tasks_consensus_recompute,
 )
-from ranking.tasks import ranking_consensus_recompute
+from ranking.tasks import ranking_consensus_recompute, ranking_stats_rebuild
 
 # Above this many tasks, "recompute consensus" runs on the worker instead of in the request.
 RECOMPUTE_INLINE_LIMIT = 500
@@ -40,10 +42,10 @@ class RankingInline(ManagedProjectsAdminMixin, admin.TabularInline):
 
 
 @admin.register(RankingTask)
-class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class RankingTaskAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     list_display = ["id", "project", "prompt_preview", "status", "is_gold", "answer_count", "ranking_count",
                     "agreement", "source", "created_at"]
-    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "is_gold", "status", "source", "created_at"]
+    list_filter = [project_filter(), "is_gold", "status", "source", "created_at"]
     search_fields = ["=id", "context", "responses__content", "responses__generator"]
     list_select_related = ["project"]
     readonly_fields = ["consensus_order", "agreement", "consensus_at", "created_at"]
@@ -57,19 +59,23 @@ class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            _answers=Count("responses", distinct=True), _rankings=Count("rankings", distinct=True)
-        )
+        # counted per listed task: a Count() join would group every task of the table before the page is cut
+        def per_task(model):
+            rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk"))
+            return Coalesce(Subquery(rows.values("n")), 0)
+
+        return super().get_queryset(request).annotate(_answers=per_task(Response), _rankings=per_task(Ranking))
 
     def get_search_results(self, request, queryset, search_term):
         queryset, _ = super().get_search_results(request, queryset, search_term)
-        return queryset.distinct(), False
+        # DISTINCT only for a search (it joins the answers): on the plain list it would read every task
+        return (queryset.distinct() if search_term else queryset), False
 
-    @admin.display(description="K", ordering="_answers")
+    @admin.display(description="K")
     def answer_count(self, task):
         return task._answers
 
-    @admin.display(description="rankings", ordering="_rankings")
+    @admin.display(description="rankings")
     def ranking_count(self, task):
         return task._rankings
 
@@ -77,6 +83,17 @@ class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         # an edited gold order or deleted ranking changes the consensus
         ranking_tasks_consensus_recompute(task_ids=[form.instance.pk])
+        if any(formset.deleted_objects for formset in formsets):
+            stats_recount_later(project_ids=[form.instance.project_id])
+
+    def delete_queryset(self, request, queryset):
+        project_ids = list(queryset.values_list("project_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        stats_recount_later(project_ids=project_ids)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        stats_recount_later(project_ids=[obj.project_id])
 
     @admin.action(description="Recompute consensus and agreement")
     def recompute_consensus(self, request, queryset):
@@ -121,13 +138,20 @@ class RankingTaskAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
         self.message_user(request, "Done.")
 
 
+def stats_recount_later(*, project_ids) -> None:
+    """Deleting rankings takes them out of the running quality figures: recount those projects on the worker."""
+    for project_id in set(project_ids):
+        transaction.on_commit(lambda project_id=project_id: ranking_stats_rebuild.delay(project_id))
+
+
 @admin.register(Ranking)
-class RankingAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class RankingAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["id", "task", "labeler", "is_imported", "all_bad", "time_spent_ms", "created_at"]
-    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter), "is_imported", "all_bad", "created_at"]
+    list_filter = [project_filter("task__project"), "is_imported", "all_bad", "created_at"]
     search_fields = ["=task__id", "labeler__username"]
-    list_select_related = ["task", "labeler"]
+    list_select_related = ["task__project", "labeler"]
+    ordering = ["-id"]  # newest first through the primary key; the model's ("task", "created_at") sorts them all
     raw_id_fields = ["task", "labeler"]
     readonly_fields = ["created_at"]
     fixed_once_saved = ("task", "labeler")  # its order names that task's answers
@@ -135,22 +159,33 @@ class RankingAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def delete_queryset(self, request, queryset):
+        project_ids = list(queryset.values_list("task__project_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        stats_recount_later(project_ids=project_ids)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        stats_recount_later(project_ids=[obj.task.project_id])
+
 
 @admin.register(Lease)
-class LeaseAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class LeaseAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["task", "labeler", "expires_at", "created_at"]
-    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [project_filter("task__project")]
+    list_select_related = ["task__project", "labeler"]
     search_fields = ["=task__id", "labeler__username"]
     raw_id_fields = ["task", "labeler"]
     fixed_once_saved = ("task", "labeler")
 
 
 @admin.register(Skip)
-class SkipAdmin(ManagedProjectsAdminMixin, admin.ModelAdmin):
+class SkipAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin):
     project_lookup = "task__project"
     list_display = ["task", "labeler", "reason", "created_at"]
-    list_filter = [("task__project", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [project_filter("task__project")]
+    list_select_related = ["task__project", "labeler"]
     search_fields = ["=task__id", "labeler__username", "reason"]
     raw_id_fields = ["task", "labeler"]
     fixed_once_saved = ("task", "labeler")

@@ -6,13 +6,13 @@ from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
+from config.counting import EstimatedCountPagination
 from config.exceptions import ApplicationError
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
 from ranking.selectors import (
@@ -219,7 +219,7 @@ class RankingTaskCollectionApi(APIView):
             status=request.query_params.get("status") or None,
             is_gold=None if is_gold in (None, "") else is_gold.lower() in ("1", "true", "yes"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = EstimatedCountPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response(
             ranking_task_payloads(tasks=page, user=request.user, project=project)

@@ -162,6 +162,11 @@ class RankingTask(models.Model):
                 condition=Q(status="open", is_gold=True),
                 name="ranking_task_gold_next_idx",
             ),
+            # the quality page: the most disputed tasks, and the mean agreement, without reading the others
+            models.Index(
+                fields=["project", "agreement", "id"], condition=Q(agreement__isnull=False),
+                name="ranking_task_agreement_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -328,3 +333,62 @@ class Skip(models.Model):
     def __str__(self) -> str:
         return f"Skip of task {self.task_id} by {self.labeler_id}"
 
+
+
+# ---- running figures: kept by the services that write rankings, skips and tasks (ranking.services.stats),
+# so the quality page and "My stats" read a few rows instead of recomputing the whole project per view
+
+
+class LabelerStats(models.Model):
+    """One labeler's running figures in a project ("My stats", a row of the quality page)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    ranked = models.PositiveIntegerField(default=0)
+    ranked_today = models.PositiveIntegerField(default=0, help_text="Rankings made on ``today`` (local date).")
+    today = models.DateField(null=True, blank=True)
+    skipped = models.PositiveIntegerField(default=0)
+    all_bad = models.PositiveIntegerField(default=0)
+    agreement_sum = models.FloatField(default=0.0, help_text="Sum of leave-one-out Kendall tau-b over complete tasks.")
+    agreement_tasks = models.PositiveIntegerField(default=0)
+    gold_hits = models.PositiveIntegerField(default=0)
+    gold_pairs = models.PositiveIntegerField(default=0)
+    gold_tasks = models.PositiveIntegerField(default=0)
+    # {time spent in tenths of a second: rankings}: the median without reading every ranking
+    times = models.JSONField(default=dict, blank=True)
+    flags = models.JSONField(default=dict, blank=True, help_text="{flag: answers flagged}")
+
+    class Meta:
+        verbose_name_plural = "labeler stats"
+        constraints = [models.UniqueConstraint(fields=["project", "labeler"], name="one_stats_row_per_labeler")]
+
+    def __str__(self) -> str:
+        return f"Ranking figures of {self.labeler_id} in {self.project_id}"
+
+
+class ProjectRankingStats(models.Model):
+    """A project's running ranking figures: rankings counted, and Krippendorff's alpha as its coincidence matrix."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    rankings = models.PositiveIntegerField(default=0, help_text="Rankings of tasks that are not disabled.")
+    # {"c|k": weight} over every answer of every task with two or more rankings (fractional ranks):
+    # additive over tasks, so a task's change adds its new units and takes its old ones back
+    coincidences = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "project ranking stats"
+
+    def __str__(self) -> str:
+        return f"Ranking figures of {self.project_id}"
+
+
+class CountedRanking(models.Model):
+    """What one ranking adds to the figures now, so a later change to its task takes exactly that back."""
+
+    ranking = models.OneToOneField(Ranking, on_delete=models.CASCADE, primary_key=True, related_name="counted")
+    agreement = models.FloatField(null=True, blank=True, help_text="Leave-one-out tau-b with the others' consensus.")
+    gold_hits = models.PositiveSmallIntegerField(null=True, blank=True)
+    gold_pairs = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Counted ranking {self.ranking_id}"

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from statistics import fmean, median
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Avg, Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Project, Role
 from annotation.selectors import membership_get, user_can_use_training_api
+from config.counting import count_or_estimate
 from config.ids import parse_object_id
-from ranking.models import Flag, Lease, Ranking, RankingTask, Response, Skip, TaskPurpose, TaskStatus
-from ranking.services.agreement import kendall_tau_b, krippendorff_alpha_ordinal, pairwise_accuracy
-from ranking.services.consensus import ranked_pairs
-from ranking.services.orderings import ordering_fractional_ranks
+from ranking.models import (
+    Flag,
+    LabelerStats,
+    Lease,
+    ProjectRankingStats,
+    Ranking,
+    RankingTask,
+    Response,
+    Skip,
+    TaskPurpose,
+    TaskStatus,
+)
+from ranking.services.agreement import krippendorff_alpha_from_coincidences
+from ranking.services.stats import coincidences_decode, median_from_histogram
 
 # A labeler is highlighted on the quality page past these limits (with enough tasks to judge).
 LOW_AGREEMENT = 0.2
@@ -62,7 +71,7 @@ def lease_get(*, task: RankingTask, labeler: AbstractBaseUser) -> Lease | None:
 
 def ranking_task_list(*, project: Project, status: str | None = None, is_gold: bool | None = None) -> QuerySet:
     """The project's tasks with their answers and rankings (labelers included) prefetched."""
-    tasks = RankingTask.objects.filter(project=project).annotate(ranking_count=Count("rankings", distinct=True))
+    tasks = RankingTask.objects.filter(project=project)
     if status:
         tasks = tasks.filter(status=status)
     if is_gold is not None:
@@ -85,19 +94,34 @@ def rankings_by_task(*, task_ids: list[int], labeler: AbstractBaseUser) -> dict[
 
 
 def ranking_task_counts(*, project: Project) -> dict[str, int]:
-    """Return how many tasks the project has, by status, and how many are gold."""
-    return RankingTask.objects.filter(project=project).aggregate(
-        total=Count("pk"),
-        open=Count("pk", filter=Q(status=TaskStatus.OPEN, is_gold=False)),
-        complete=Count("pk", filter=Q(status=TaskStatus.COMPLETE)),
-        gold=Count("pk", filter=Q(is_gold=True)),
-        disabled=Count("pk", filter=Q(status=TaskStatus.DISABLED)),
-    )
+    """Return how many tasks the project has, by status, and how many are gold.
+
+    Complete, gold and disabled tasks are counted exactly (as many as the work done, through the
+    (project, status, is_gold) index); the total is exact up to EXACT_COUNT_LIMIT and PostgreSQL's
+    estimate above (``estimated`` is then 1), so a million-task project costs no full count.
+    """
+    tasks = RankingTask.objects.filter(project=project)
+    # every task that is not plain open, through the (project, status, is_gold) index: two index ranges
+    not_open = tasks.filter(status__in=[TaskStatus.COMPLETE, TaskStatus.DISABLED]).order_by()
+    by_kind = {
+        (status, gold): n for status, gold, n in not_open.values_list("status", "is_gold").annotate(n=Count("pk"))
+    }
+    by_kind[(TaskStatus.OPEN, True)] = tasks.filter(status=TaskStatus.OPEN, is_gold=True).count()
+    total, estimated = count_or_estimate(tasks)
+    counted = sum(by_kind.values())
+    return {
+        "total": max(total, counted),
+        "open": max(total, counted) - counted,
+        "complete": sum(n for (status, _gold), n in by_kind.items() if status == TaskStatus.COMPLETE),
+        "gold": sum(n for (_status, gold), n in by_kind.items() if gold),
+        "disabled": sum(n for (status, _gold), n in by_kind.items() if status == TaskStatus.DISABLED),
+        "estimated": int(estimated),
+    }
 
 
 @dataclass
 class LabelerFigures:
-    """What the quality page and "My stats" show about one labeler of a project."""
+    """What the quality page and "My stats" show about one labeler of a project (read from LabelerStats)."""
 
     labeler_id: int
     username: str = ""
@@ -105,30 +129,42 @@ class LabelerFigures:
     ranked_today: int = 0
     skipped: int = 0
     all_bad: int = 0
-    times_ms: list[int] = field(default_factory=list, repr=False)
-    agreements: list[float] = field(default_factory=list, repr=False)
+    agreement_sum: float = field(default=0.0, repr=False)
+    agreement_tasks: int = 0
     gold_hits: int = 0
     gold_pairs: int = 0
     gold_tasks: int = 0
+    median_time_ms: float | None = None
     flags: Counter = field(default_factory=Counter, repr=False)
+
+    @classmethod
+    def from_row(cls, row: LabelerStats, *, username: str = "") -> LabelerFigures:
+        return cls(
+            labeler_id=row.labeler_id,
+            username=username,
+            ranked=row.ranked,
+            ranked_today=row.ranked_today if row.today == timezone.localdate() else 0,
+            skipped=row.skipped,
+            all_bad=row.all_bad,
+            agreement_sum=row.agreement_sum,
+            agreement_tasks=row.agreement_tasks,
+            gold_hits=row.gold_hits,
+            gold_pairs=row.gold_pairs,
+            gold_tasks=row.gold_tasks,
+            median_time_ms=median_from_histogram(row.times),
+            flags=Counter(row.flags),
+        )
 
     @property
     def agreement(self) -> float | None:
         """Mean Kendall tau-b with the (leave-one-out) consensus of complete tasks."""
-        return fmean(self.agreements) if self.agreements else None
-
-    @property
-    def agreement_tasks(self) -> int:
-        return len(self.agreements)
+        # the sum is kept by adding and taking back: round off the float dust that leaves
+        return round(self.agreement_sum / self.agreement_tasks, 12) if self.agreement_tasks else None
 
     @property
     def gold_accuracy(self) -> float | None:
         """Share of the gold rankings' preferences this labeler ordered the same way."""
         return self.gold_hits / self.gold_pairs if self.gold_pairs else None
-
-    @property
-    def median_time_ms(self) -> float | None:
-        return median(self.times_ms) if self.times_ms else None
 
     @property
     def all_bad_share(self) -> float | None:
@@ -147,90 +183,12 @@ class LabelerFigures:
         return found
 
 
-def _figures(*, project: Project, labeler: AbstractBaseUser | None = None) -> tuple[dict[int, LabelerFigures], dict]:
-    """Compute every labeler's figures (or only ``labeler``'s) and the raw per-task data behind them."""
-    rankings = Ranking.objects.filter(task__project=project).exclude(task__status=TaskStatus.DISABLED)
-    tasks = RankingTask.objects.filter(project=project).exclude(status=TaskStatus.DISABLED)
-    if labeler is not None:
-        tasks = tasks.filter(rankings__labeler=labeler)
-        rankings = rankings.filter(task__in=tasks.values("pk"))
-    task_info = {
-        row[0]: row[1:]
-        for row in tasks.values_list("pk", "is_gold", "gold_order", "consensus_order", "agreement")
-    }
-    # evaluation tasks (pick one or tie) count as work done, but not toward agreement: their judgements
-    # rank model versions, not answers for the reward model
-    evaluation_tasks = set(tasks.filter(purpose=TaskPurpose.EVALUATION).values_list("pk", flat=True))
-    items: dict[int, list[int]] = defaultdict(list)
-    for task_id, response_id in Response.objects.filter(task__in=tasks.values("pk")).values_list("task_id", "pk"):
-        items[task_id].append(response_id)
-    by_task: dict[int, list[tuple]] = defaultdict(list)
-    for row in rankings.order_by("pk").values_list(
-        "task_id", "labeler_id", "order", "time_spent_ms", "all_bad", "flags", "created_at"
-    ):
-        by_task[row[0]].append(row[1:])
-
-    today = timezone.localdate()
-    figures: dict[int, LabelerFigures] = {}
-
-    def of(labeler_id: int) -> LabelerFigures:
-        return figures.setdefault(labeler_id, LabelerFigures(labeler_id=labeler_id))
-
-    for task_id, task_rankings in by_task.items():
-        is_gold, gold_order, consensus, _agreement = task_info[task_id]
-        for index, (labeler_id, order, time_ms, all_bad, flags, created_at) in enumerate(task_rankings):
-            if labeler_id is None or (labeler is not None and labeler_id != labeler.pk):
-                continue  # imported preferences have no labeler
-            figure = of(labeler_id)
-            figure.ranked += 1
-            figure.ranked_today += timezone.localdate(created_at) == today
-            figure.all_bad += bool(all_bad)
-            figure.times_ms.append(time_ms)
-            for values in (flags or {}).values():
-                figure.flags.update(values)
-            if is_gold and gold_order:
-                hits, total = pairwise_accuracy(order, reference=gold_order)
-                figure.gold_hits += hits
-                figure.gold_pairs += total
-                figure.gold_tasks += 1
-            elif consensus is not None and task_id not in evaluation_tasks:
-                others = [other[1] for j, other in enumerate(task_rankings) if j != index]
-                if others:
-                    # leave-one-out: the labeler's own ranking doesn't vote for the consensus it is compared with
-                    tau = kendall_tau_b(order, ranked_pairs(others, items=items[task_id]))
-                    if tau is not None:
-                        figure.agreements.append(tau)
-    skips = Skip.objects.filter(task__project=project)
-    if labeler is not None:
-        skips = skips.filter(labeler=labeler)
-    for labeler_id, count in skips.values_list("labeler_id").annotate(n=Count("pk")).values_list("labeler_id", "n"):
-        of(labeler_id).skipped = count
-    names = dict(get_user_model().objects.filter(pk__in=figures).values_list("pk", "username"))
-    for figure in figures.values():
-        figure.username = names.get(figure.labeler_id, "")
-    return figures, {"by_task": by_task, "task_info": task_info, "evaluation_tasks": evaluation_tasks}
-
-
 def labeler_stats(*, project: Project, labeler: AbstractBaseUser) -> LabelerFigures:
-    """Return one labeler's figures in ``project`` ("My stats")."""
-    figures, _ = _figures(project=project, labeler=labeler)
-    return figures.get(labeler.pk) or LabelerFigures(labeler_id=labeler.pk, username=labeler.get_username())
-
-
-def project_krippendorff_alpha(*, by_task: dict[int, list[tuple]]) -> float | None:
-    """Krippendorff's alpha (ordinal) of the project: every answer is a unit, its rank from each ranking a value.
-
-    Ranks are fractional (tied answers share the mean of their places), so rankings with and
-    without ties compare on one scale. Tasks with a single ranking have nothing to agree on.
-    """
-    units = []
-    for task_rankings in by_task.values():
-        if len(task_rankings) < 2:
-            continue
-        ranks = [ordering_fractional_ranks(row[1]) for row in task_rankings]
-        for item in ranks[0]:
-            units.append([rank[item] for rank in ranks if item in rank])
-    return krippendorff_alpha_ordinal(units)
+    """Return one labeler's figures in ``project`` ("My stats"): one row, kept by ranking.services.stats."""
+    row = LabelerStats.objects.filter(project=project, labeler=labeler).first()
+    if row is None:
+        return LabelerFigures(labeler_id=labeler.pk, username=labeler.get_username())
+    return LabelerFigures.from_row(row, username=labeler.get_username())
 
 
 @dataclass
@@ -240,50 +198,60 @@ class ProjectQuality:
     mean_task_agreement: float | None
     counts: dict[str, int]
     rankings: int
-    disagreements: list[RankingTask]  # complete tasks with the lowest agreement first
+    disagreements: list[RankingTask]  # tasks with two or more rankings, the lowest agreement first
     flags: list[tuple[str, str, int]]  # (flag, label, count), most frequent first
 
 
 def project_ranking_quality(*, project: Project, disagreements: int = 10) -> ProjectQuality:
-    """Return what a manager needs to judge the project's rankings and find careless labelers."""
-    figures, raw = _figures(project=project)
-    labelers = sorted(
-        figures.values(),
-        key=lambda f: (not f.warnings, f.agreement if f.agreement is not None else 2.0, f.username),
-    )
-    evaluation_tasks = raw["evaluation_tasks"]
-    agreements = [
-        info[3] for task_id, info in raw["task_info"].items() if info[3] is not None and task_id not in evaluation_tasks
+    """Return what a manager needs to judge the project's rankings and find careless labelers.
+
+    Reads the running figures (one row per labeler, one for the project) and the most disputed
+    tasks through an index: nothing here grows with the project's tasks or rankings.
+    """
+    rows = LabelerStats.objects.filter(project=project).filter(Q(ranked__gt=0) | Q(skipped__gt=0))
+    labelers = [
+        LabelerFigures.from_row(row, username=username)
+        for row, username in ((row, row.labeler.username) for row in rows.select_related("labeler"))
     ]
-    low = (
+    labelers.sort(key=lambda f: (not f.warnings, f.agreement if f.agreement is not None else 2.0, f.username))
+    totals = ProjectRankingStats.objects.filter(project=project).first()
+    disputed = (
         RankingTask.objects.filter(project=project, agreement__isnull=False, purpose=TaskPurpose.RANKING)
         .exclude(status=TaskStatus.DISABLED)
-        .annotate(ranking_count=Count("rankings"))
-        .order_by("agreement", "pk")[:disagreements]
     )
+    ranking_count = Ranking.objects.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk"))
+    low = disputed.annotate(ranking_count=Subquery(ranking_count.values("n"))).order_by("agreement", "pk")[:disagreements]
     flag_counts: Counter = Counter()
-    for figure in figures.values():
+    for figure in labelers:
         flag_counts.update(figure.flags)
     labels = dict(Flag.choices)
     return ProjectQuality(
         labelers=labelers,
-        alpha=project_krippendorff_alpha(
-            by_task={task_id: rows for task_id, rows in raw["by_task"].items() if task_id not in evaluation_tasks}
-        ),
-        mean_task_agreement=fmean(agreements) if agreements else None,
+        alpha=krippendorff_alpha_from_coincidences(coincidences_decode(totals.coincidences)) if totals else None,
+        mean_task_agreement=disputed.aggregate(mean=Avg("agreement"))["mean"],
         counts=ranking_task_counts(project=project),
-        rankings=sum(len(rows) for rows in raw["by_task"].values()),
+        rankings=totals.rankings if totals else 0,
         disagreements=list(low),
         flags=[(flag, labels.get(flag, flag), n) for flag, n in flag_counts.most_common()],
     )
 
 
 def ranking_tasks_waiting_count(*, project: Project, labeler: AbstractBaseUser) -> int:
-    """Return roughly how many tasks the labeler could still be served (for the project page)."""
+    """Return roughly how many tasks the labeler could still be served (the project page's badge).
+
+    Exact while the project has at most EXACT_COUNT_LIMIT open tasks; above, the planner's estimate
+    of open tasks less those the labeler ranked or skipped (read through the labeler's own rows),
+    since counting every open task's rankings and leases costs seconds at a million tasks.
+    """
+    open_tasks = RankingTask.objects.filter(project=project, status=TaskStatus.OPEN)
+    total, estimated = count_or_estimate(open_tasks.filter(is_gold=False))
+    if estimated:
+        done = Ranking.objects.filter(labeler=labeler, task__project=project, task__status=TaskStatus.OPEN).count()
+        skipped = Skip.objects.filter(labeler=labeler, task__project=project, task__status=TaskStatus.OPEN).count()
+        return max(total - done - skipped, 0)
     now = timezone.now()
     return (
-        RankingTask.objects.filter(project=project, status=TaskStatus.OPEN)
-        .exclude(pk__in=Ranking.objects.filter(labeler=labeler).values("task"))
+        open_tasks.exclude(pk__in=Ranking.objects.filter(labeler=labeler).values("task"))
         .exclude(pk__in=Skip.objects.filter(labeler=labeler).values("task"))
         .exclude(pk__in=Response.objects.filter(created_by=labeler).values("task"))
         .annotate(

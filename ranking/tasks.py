@@ -2,7 +2,9 @@
 
 from celery import shared_task
 
+from annotation.models import Project
 from ranking.services.leasing import leases_purge_expired
+from ranking.services.stats import ranking_project_stats_rebuild
 from ranking.services.tasks import ranking_tasks_consensus_recompute
 
 
@@ -16,3 +18,11 @@ def ranking_consensus_recompute(task_ids: list[int]) -> int:
 def ranking_leases_purge_expired() -> int:
     """Delete expired leases and give their tasks' slots back (beat runs it every minute)."""
     return leases_purge_expired()
+
+
+@shared_task(name="ranking.stats_rebuild")
+def ranking_stats_rebuild(project_id: int) -> None:
+    """Recount a project's quality figures from its rankings (after rows were written around the services)."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is not None:
+        ranking_project_stats_rebuild(project=project)

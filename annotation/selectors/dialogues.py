@@ -1,7 +1,8 @@
 """Reads for demonstrations: who may see which dialogue, my work, the review queue, queue figures."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -14,8 +15,16 @@ from annotation.models import (
     Review,
     ReviewDecision,
     Role,
+    Turn,
 )
 from config.ids import parse_object_id
+
+
+def _turns_in_order() -> Prefetch:
+    """Turns by position: the model's ordering ("dialogue", "position") joins every dialogue to sort by
+    the dialogue's own ordering, which reads the whole dialogue table for one page of them."""
+    return Prefetch("turns", queryset=Turn.objects.order_by("position"))
+
 
 # A draft is private to its author; reviewers see the rest of the life cycle.
 PRIVATE_STATUSES = [DialogueStatus.DRAFT]
@@ -45,7 +54,7 @@ def dialogue_get_for_user(*, user: AbstractBaseUser, dialogue_id: int | str) -> 
             dialogue_visible_to(user=user)
             .select_related("project", "author", "prompt")
             .prefetch_related(
-                "turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer"))
+                _turns_in_order(), Prefetch("reviews", queryset=Review.objects.select_related("reviewer"))
             )
             .get(pk=parse_object_id(dialogue_id))
         )
@@ -73,7 +82,7 @@ def dialogue_list_for_author(
         dialogues = dialogues.filter(status=status)
     return (
         dialogues.select_related("project", "prompt")
-        .prefetch_related("turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
+        .prefetch_related(_turns_in_order(), Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
         .order_by("-updated_at", "-id")
     )
 
@@ -95,7 +104,7 @@ def dialogue_review_queue(*, user: AbstractBaseUser, project_id: int | None = No
         dialogues = dialogues.filter(project_id=project_id)
     return (
         dialogues.select_related("project", "author", "prompt")
-        .prefetch_related("turns", Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
+        .prefetch_related(_turns_in_order(), Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
         .order_by("submitted_at", "id")
     )
 
@@ -117,11 +126,14 @@ def prompt_list_for_user(*, user: AbstractBaseUser, project_id: int | None = Non
     prompts = Prompt.objects.filter(project__memberships__user=user)
     if project_id is not None:
         prompts = prompts.filter(project_id=project_id)
+    # counted per listed prompt (correlated subqueries), not grouped over every prompt before the page is cut
+    def dialogues_of_prompt(statuses: list[str]):
+        dialogues = Dialogue.objects.filter(prompt=OuterRef("pk"), status__in=statuses).order_by()
+        return Coalesce(Subquery(dialogues.values("prompt").annotate(n=Count("pk")).values("n")), 0)
+
     return prompts.annotate(
-        demonstrations=Count(
-            "dialogues", filter=Q(dialogues__status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED])
-        ),
-        accepted=Count("dialogues", filter=Q(dialogues__status=DialogueStatus.ACCEPTED)),
+        demonstrations=dialogues_of_prompt([DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]),
+        accepted=dialogues_of_prompt([DialogueStatus.ACCEPTED]),
     ).order_by("project_id", "id")
 
 

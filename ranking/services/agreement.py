@@ -79,6 +79,14 @@ def krippendorff_alpha_ordinal(units: Iterable[Sequence[float]]) -> float | None
             continue
         for i, j in ((i, j) for i in range(m) for j in range(m) if i != j):
             coincidences[(values[i], values[j])] += 1 / (m - 1)
+    return krippendorff_alpha_from_coincidences(coincidences)
+
+
+def krippendorff_alpha_from_coincidences(coincidences: dict[tuple[float, float], float]) -> float | None:
+    """Return the ordinal alpha of a coincidence matrix ``{(c, k): o_ck}`` (see ``krippendorff_alpha_ordinal``).
+
+    The matrix is a sum over units, so a project can keep it up to date task by task.
+    """
     totals: Counter[float] = Counter()
     for (c, _k), weight in coincidences.items():
         totals[c] += weight

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from annotation.models import Membership, Project
 from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
+from ranking.services.stats import labeler_skip_counted
 
 # Candidates tried per request before giving up: each is locked and recounted, so a few are plenty.
 _MAX_ATTEMPTS = 20
@@ -233,6 +234,8 @@ def leases_purge_expired(*, older_than: timedelta = timedelta(0)) -> int:
 def ranking_task_skip(*, task: RankingTask, labeler: AbstractBaseUser, reason: str = "") -> Skip:
     """Pass on a task: it is released and never served to this labeler again."""
     skip, created = Skip.objects.get_or_create(task=task, labeler=labeler, defaults={"reason": reason[:500]})
+    if created:
+        labeler_skip_counted(project_id=task.project_id, labeler=labeler)
     if not created and reason and skip.reason != reason[:500]:
         skip.reason = reason[:500]
         skip.save(update_fields=["reason"])

@@ -26,6 +26,7 @@ from ranking.models import (
 from ranking.services.agreement import mean_pairwise_tau_b
 from ranking.services.consensus import ranked_pairs
 from ranking.services.orderings import OrderingError, ordering_check, ordering_normalise
+from ranking.services.stats import ranking_task_stats_sync
 
 HUMAN_GENERATOR = "human"
 
@@ -152,14 +153,17 @@ def ranking_task_consensus_refresh(*, task: RankingTask) -> RankingTask:
     fields = ["consensus_order", "agreement", "consensus_at", "status", "rankings_count"]
     if orders and (task.is_gold or len(orders) >= required):
         task.consensus_order = ranked_pairs(orders, items=item_ids)
-        task.agreement = mean_pairwise_tau_b(orders)
         task.consensus_at = timezone.now()
     else:
-        task.consensus_order = task.agreement = task.consensus_at = None
+        task.consensus_order = task.consensus_at = None
+    # from the second ranking on, not only once complete: the quality page lists a task two labelers
+    # disagree on while it waits for its last ranking (it said "no task has two rankings" before)
+    task.agreement = mean_pairwise_tau_b(orders)
     if task.status != TaskStatus.DISABLED:
         complete = not task.is_gold and len(orders) >= required
         task.status = TaskStatus.COMPLETE if complete else TaskStatus.OPEN
     task.save(update_fields=fields)
+    ranking_task_stats_sync(task=task)
     return task
 
 
@@ -209,6 +213,8 @@ def ranking_task_disable(*, task: RankingTask, disabled: bool = True) -> Ranking
     task.save(update_fields=["status"])
     if not disabled:
         ranking_task_consensus_refresh(task=task)
+    else:
+        ranking_task_stats_sync(task=task)  # its rankings leave the figures
     return task
 
 

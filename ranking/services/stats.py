@@ -1,0 +1,266 @@
+"""Running figures of labelers and projects, kept where rankings, skips and tasks are written.
+
+The quality page and "My stats" read these rows instead of recomputing a whole project per view:
+
+- ``ranking_task_stats_sync(task=…)`` runs in the transaction that changed a task's rankings,
+  consensus, gold order or status, under the task's row lock (submit, consensus refresh, gold,
+  disable). Each ranking's ``CountedRanking`` row says what it added to the figures; the sync
+  computes what the task's rankings add now, applies the difference to the labelers' rows and the
+  project's row, and records the new contributions. Its cost is the task's handful of rankings.
+- ``labeler_skip_counted`` adds a skip; ``ranking_tasks_created_counted`` adds new tasks to the total.
+- ``ranking_project_stats_rebuild`` recounts a project from its rows (rows written around the
+  services: bulk imports, deletions in the admin, a bench); it runs on the worker.
+
+Lock order: a task's row first (the caller's), then ``LabelerStats`` rows by labeler id, then the
+project's row, so two submits never wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotation.models import Project
+from ranking.models import (
+    CountedRanking,
+    LabelerStats,
+    ProjectRankingStats,
+    Ranking,
+    RankingTask,
+    Response,
+    TaskPurpose,
+    TaskStatus,
+)
+from ranking.services.agreement import kendall_tau_b, pairwise_accuracy
+from ranking.services.consensus import ranked_pairs
+from ranking.services.orderings import ordering_fractional_ranks
+
+TIME_STEP_MS = 100  # the median time is kept to a tenth of a second
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one ranking adds to its labeler's figures beyond counting as ranked (see CountedRanking)."""
+
+    agreement: float | None = None
+    gold_hits: int | None = None
+    gold_pairs: int | None = None
+
+
+@dataclass
+class _LabelerDelta:
+    ranked: int = 0
+    all_bad: int = 0
+    agreement_sum: float = 0.0
+    agreement_tasks: int = 0
+    gold_hits: int = 0
+    gold_pairs: int = 0
+    gold_tasks: int = 0
+    times: Counter = field(default_factory=Counter)
+    flags: Counter = field(default_factory=Counter)
+    days: Counter = field(default_factory=Counter)  # local date of the ranking -> +/- 1
+
+    def add(self, ranking: Ranking, contribution: Contribution, sign: int) -> None:
+        self.ranked += sign
+        self.all_bad += sign * bool(ranking.all_bad)
+        self.times[str(round(ranking.time_spent_ms / TIME_STEP_MS))] += sign
+        for values in (ranking.flags or {}).values():
+            for flag in values:
+                self.flags[flag] += sign
+        self.days[timezone.localdate(ranking.created_at)] += sign
+        if contribution.agreement is not None:
+            self.agreement_sum += sign * contribution.agreement
+            self.agreement_tasks += sign
+        if contribution.gold_pairs is not None:
+            self.gold_hits += sign * (contribution.gold_hits or 0)
+            self.gold_pairs += sign * contribution.gold_pairs
+            self.gold_tasks += sign
+
+
+def ranking_contributions(
+    *, task: RankingTask, rankings: Sequence[Ranking], items: Sequence[int]
+) -> dict[int, Contribution]:
+    """Return what each ranking of ``task`` adds now, by ranking id; nothing for a disabled task.
+
+    A gold task measures its labelers against the gold order; a task with a consensus (complete)
+    measures each with Kendall's tau-b against the consensus of the *other* rankings (leave-one-out,
+    so a ranking doesn't vote for what it is compared with). Evaluation tasks count as work only.
+    Imported rankings (no labeler) count toward the project's figures, not a labeler's.
+    """
+    if task.status == TaskStatus.DISABLED:
+        return {}
+    orders = [ranking.order for ranking in rankings]
+    found = {}
+    for index, ranking in enumerate(rankings):
+        contribution = Contribution()
+        if ranking.labeler_id is not None:
+            if task.is_gold and task.gold_order:
+                hits, pairs = pairwise_accuracy(ranking.order, reference=task.gold_order)
+                contribution = Contribution(gold_hits=hits, gold_pairs=pairs)
+            elif task.consensus_order is not None and task.purpose != TaskPurpose.EVALUATION:
+                others = orders[:index] + orders[index + 1:]
+                if others:
+                    contribution = Contribution(agreement=kendall_tau_b(ranking.order, ranked_pairs(others, items=items)))
+        found[ranking.pk] = contribution
+    return found
+
+
+def task_coincidences(*, task: RankingTask, orders: Sequence) -> Counter:
+    """Return the task's share of the project's Krippendorff coincidence matrix: every answer is a unit,
+    its fractional rank in each ranking a value. Nothing for an evaluation task or a single ranking."""
+    coincidences: Counter = Counter()
+    if task.purpose == TaskPurpose.EVALUATION or len(orders) < 2:
+        return coincidences
+    ranks = [ordering_fractional_ranks(order) for order in orders]
+    for item in ranks[0]:
+        values = [rank[item] for rank in ranks if item in rank]
+        m = len(values)
+        for i in range(m):
+            for j in range(m):
+                if i != j:
+                    coincidences[f"{values[i]}|{values[j]}"] += 1 / (m - 1)
+    return coincidences
+
+
+def coincidences_decode(stored: dict) -> dict[tuple[float, float], float]:
+    """Turn the stored ``{"c|k": weight}`` back into ``{(c, k): weight}``, dropping rounding dust."""
+    decoded = {}
+    for key, weight in stored.items():
+        if weight > 1e-9:
+            c, k = key.split("|")
+            decoded[(float(c), float(k))] = weight
+    return decoded
+
+
+def ranking_task_stats_sync(*, task: RankingTask) -> None:
+    """Bring the figures up to date with ``task``'s rankings, consensus, gold order and status.
+
+    Call it in the transaction that changed the task, holding the task's row lock, after the change.
+    """
+    rankings = list(Ranking.objects.filter(task=task).select_related("counted").order_by("pk"))
+    before: dict[int, Contribution] = {}
+    for ranking in rankings:
+        counted = getattr(ranking, "counted", None)
+        if counted is not None:
+            before[ranking.pk] = Contribution(counted.agreement, counted.gold_hits, counted.gold_pairs)
+    needs_items = task.consensus_order is not None and not task.is_gold
+    items = list(Response.objects.filter(task=task).values_list("pk", flat=True)) if needs_items else []
+    after = ranking_contributions(task=task, rankings=rankings, items=items)
+    if before == after:
+        return
+    deltas: dict[int, _LabelerDelta] = defaultdict(_LabelerDelta)
+    for ranking in rankings:
+        old, new = before.get(ranking.pk), after.get(ranking.pk)
+        if old == new or ranking.labeler_id is None:
+            continue
+        if old is not None:
+            deltas[ranking.labeler_id].add(ranking, old, -1)
+        if new is not None:
+            deltas[ranking.labeler_id].add(ranking, new, +1)
+    _labelers_apply(project_id=task.project_id, deltas=deltas)
+    coincidences = task_coincidences(task=task, orders=[r.order for r in rankings if r.pk in after])
+    coincidences.subtract(task_coincidences(task=task, orders=[r.order for r in rankings if r.pk in before]))
+    _project_apply(project_id=task.project_id, rankings=len(after) - len(before), coincidences=coincidences)
+    CountedRanking.objects.filter(ranking_id__in=[pk for pk in before if pk not in after]).delete()
+    changed = [CountedRanking(ranking_id=pk, agreement=c.agreement, gold_hits=c.gold_hits, gold_pairs=c.gold_pairs)
+               for pk, c in after.items() if before.get(pk) != c]
+    CountedRanking.objects.bulk_create(
+        changed, update_conflicts=True, unique_fields=["ranking"], update_fields=["agreement", "gold_hits", "gold_pairs"]
+    )
+
+
+def _labelers_apply(*, project_id: int, deltas: dict[int, _LabelerDelta]) -> None:
+    if not deltas:
+        return
+    labeler_ids = sorted(deltas)
+    LabelerStats.objects.bulk_create(
+        [LabelerStats(project_id=project_id, labeler_id=pk) for pk in labeler_ids], ignore_conflicts=True
+    )
+    rows = LabelerStats.objects.select_for_update().filter(project_id=project_id, labeler_id__in=labeler_ids)
+    for row in rows.order_by("labeler_id"):
+        delta = deltas[row.labeler_id]
+        for name in ("ranked", "all_bad", "agreement_tasks", "gold_hits", "gold_pairs", "gold_tasks"):
+            setattr(row, name, max(getattr(row, name) + getattr(delta, name), 0))
+        row.agreement_sum = row.agreement_sum + delta.agreement_sum if row.agreement_tasks else 0.0
+        row.times = _counter_add(row.times, delta.times)
+        row.flags = _counter_add(row.flags, delta.flags)
+        for day, change in sorted(delta.days.items()):
+            if row.today is None or day > row.today:
+                row.today, row.ranked_today = day, 0
+            if day == row.today:
+                row.ranked_today = max(row.ranked_today + change, 0)
+        row.save()
+
+
+def _project_apply(*, project_id: int, rankings: int, coincidences: Counter) -> None:
+    if not rankings and not any(abs(v) > 1e-12 for v in coincidences.values()):
+        return
+    ProjectRankingStats.objects.bulk_create([ProjectRankingStats(project_id=project_id)], ignore_conflicts=True)
+    row = ProjectRankingStats.objects.select_for_update().get(project_id=project_id)
+    row.rankings = max(row.rankings + rankings, 0)
+    merged = Counter({key: float(weight) for key, weight in row.coincidences.items()})
+    merged.update(coincidences)
+    row.coincidences = {key: weight for key, weight in merged.items() if abs(weight) > 1e-9}
+    row.save(update_fields=["rankings", "coincidences"])
+
+
+def _counter_add(stored: dict, delta: Counter) -> dict:
+    merged = Counter({key: int(value) for key, value in stored.items()})
+    merged.update(delta)
+    return {key: value for key, value in merged.items() if value > 0}
+
+
+def labeler_skip_counted(*, project_id: int, labeler: AbstractBaseUser) -> None:
+    """Count a new skip in the labeler's figures (in the skip's transaction)."""
+    LabelerStats.objects.bulk_create([LabelerStats(project_id=project_id, labeler=labeler)], ignore_conflicts=True)
+    LabelerStats.objects.filter(project_id=project_id, labeler=labeler).update(skipped=F("skipped") + 1)
+
+
+def median_from_histogram(times: dict) -> float | None:
+    """Return the median time in milliseconds from ``{tenths of a second: rankings}``."""
+    steps = sorted((int(key), count) for key, count in times.items() if count > 0)
+    total = sum(count for _, count in steps)
+    if not total:
+        return None
+    wanted = sorted({(total - 1) // 2, total // 2})
+    found, seen = [], 0
+    for step, count in steps:
+        while wanted and wanted[0] < seen + count:
+            found.append(step)
+            wanted.pop(0)
+        seen += count
+    return sum(found) / len(found) * TIME_STEP_MS
+
+
+@transaction.atomic
+def ranking_project_stats_rebuild(*, project: Project) -> None:
+    """Recount every labeler's and the project's figures from the rankings and skips (O(rankings of the project)).
+
+    Run it after rows were written around the services; it locks the project's tasks that have
+    rankings one by one, as a submit would.
+    """
+    LabelerStats.objects.filter(project=project).delete()
+    ProjectRankingStats.objects.filter(project=project).delete()
+    CountedRanking.objects.filter(ranking__task__project=project).delete()
+    task_ids = Ranking.objects.filter(task__project=project).values_list("task_id", flat=True).distinct()
+    for task_id in sorted(task_ids):
+        task = RankingTask.objects.select_for_update().get(pk=task_id)
+        ranking_task_stats_sync(task=task)
+    skips = Counter(
+        RankingTask.objects.filter(project=project, skips__isnull=False).values_list("skips__labeler_id", flat=True)
+    )
+    for labeler_id, count in skips.items():
+        LabelerStats.objects.bulk_create([LabelerStats(project=project, labeler_id=labeler_id)], ignore_conflicts=True)
+        LabelerStats.objects.filter(project=project, labeler_id=labeler_id).update(skipped=count)
+
+
+def ranking_tasks_stats_sync(*, tasks: Iterable[RankingTask]) -> None:
+    """Sync several tasks the caller has locked (a consensus recompute)."""
+    for task in tasks:
+        ranking_task_stats_sync(task=task)
