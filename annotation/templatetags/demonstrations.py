@@ -1,6 +1,11 @@
 from django import template
 
-from annotation.models import Membership, Role
+from annotation.models import DialogueStatus, Membership, Role
+from annotation.selectors.dialogues import (
+    dialogue_list_for_author,
+    dialogue_review_queue,
+    review_latest_rejection,
+)
 
 register = template.Library()
 
@@ -17,3 +22,20 @@ def reviews_anywhere(user) -> bool:
 def first_user_turn(dialogue) -> str:
     """The opening user message of a dialogue (from prefetched turns), for lists."""
     return next((turn.content for turn in dialogue.turns.all() if turn.role == "user"), "")
+
+
+@register.simple_tag
+def review_waiting(user, project=None) -> int:
+    """How many submitted dialogues wait for ``user``'s review (in ``project``, or anywhere)."""
+    return dialogue_review_queue(user=user, project_id=project.pk if project else None).count()
+
+
+@register.simple_tag
+def rejected_work(user, limit: int = 5) -> dict:
+    """The author's rejected dialogues waiting for a revision: the latest few with the reviewer's comment."""
+    rejected = dialogue_list_for_author(user=user, status=DialogueStatus.REJECTED)
+    latest = list(rejected[:limit])
+    return {
+        "count": len(latest) if len(latest) < limit else rejected.count(),
+        "rows": [(dialogue, review_latest_rejection(dialogue=dialogue)) for dialogue in latest],
+    }

@@ -227,7 +227,7 @@ def dialogue_review_submit(request, dialogue_id: int):
             comment=request.POST.get("comment", ""),
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
+        messages.error(request, exc.message, extra_tags="review-form")  # shown beside the comment field
         return redirect("dialogue-detail", dialogue_id=dialogue.pk)
     messages.success(
         request, f"Dialogue {dialogue.pk}: {'accepted' if decision == 'accept' else 'rejected'}."
