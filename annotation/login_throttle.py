@@ -1,4 +1,5 @@
 """Count failed logins per username and per client address; refuse further tries for a while.
+Also count password-reset requests (at the end).
 
 Used by both the login page and the token endpoint. A username is locked after
 LOGIN_FAILURE_LIMIT failures within LOGIN_FAILURE_WINDOW_SECONDS of its first failure; a client
@@ -27,7 +28,7 @@ from annotation.usernames import username_normalize
 class LoginBlock:
     """Why further logins are refused, and for how many more seconds."""
 
-    scope: str  # "username" or "address"
+    scope: str  # "username", "address" or "reset"
     retry_after: int
 
     @property
@@ -35,6 +36,8 @@ class LoginBlock:
         wait = _minutes_phrase(self.retry_after)
         if self.scope == "username":
             return f"Too many failed logins for this username. Try again in {wait}."
+        if self.scope == "reset":
+            return f"Too many password-reset emails asked for. Try again in {wait}."
         return f"Too many failed logins from your network address. Try again in {wait}."
 
 
@@ -59,8 +62,8 @@ def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "unknown")
 
 
-def _retry_after(since: float | None) -> int:
-    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+def _retry_after(since: float | None, window: int | None = None) -> int:
+    window = window or settings.LOGIN_FAILURE_WINDOW_SECONDS
     if since is None:
         return window
     return max(1, math.ceil(since + window - time.time()))
@@ -78,8 +81,8 @@ def login_block_get(*, username: str, address: str) -> LoginBlock | None:
     return None
 
 
-def _count(key: str) -> int:
-    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+def _count(key: str, window: int | None = None) -> int:
+    window = window or settings.LOGIN_FAILURE_WINDOW_SECONDS
     # add() is a no-op when the key exists, so the window starts at the first failure
     cache.add(f"{key}:since", time.time(), timeout=window)
     cache.add(key, 0, timeout=window)
@@ -102,3 +105,31 @@ def login_failures_clear(*, username: str) -> None:
     account must not reset an address that is guessing other people's passwords."""
     key = _username_key(username)
     cache.delete_many([key, f"{key}:since"])
+
+
+# Password-reset emails: a few per email address and hour (nobody's inbox gets flooded through us),
+# more per client address (an office asks on behalf of many people).
+PASSWORD_RESET_WINDOW_SECONDS = 3600
+PASSWORD_RESETS_PER_EMAIL = 3
+PASSWORD_RESETS_PER_ADDRESS = 20
+
+
+def _reset_keys(email: str, address: str) -> tuple[str, str]:
+    digest = hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
+    return f"password-resets:email:{digest}", f"password-resets:addr:{address}"
+
+
+def password_reset_block_get(*, email: str, address: str) -> LoginBlock | None:
+    """Return a lock when this email or address asked for too many reset emails this hour."""
+    email_key, address_key = _reset_keys(email, address)
+    values = cache.get_many([email_key, f"{email_key}:since", address_key, f"{address_key}:since"])
+    for key, limit in ((email_key, PASSWORD_RESETS_PER_EMAIL), (address_key, PASSWORD_RESETS_PER_ADDRESS)):
+        if values.get(key, 0) >= limit:
+            return LoginBlock("reset", _retry_after(values.get(f"{key}:since"), PASSWORD_RESET_WINDOW_SECONDS))
+    return None
+
+
+def password_reset_record(*, email: str, address: str) -> None:
+    """Count one reset request (sent or not: the page never says whether the address exists)."""
+    for key in _reset_keys(email, address):
+        _count(key, PASSWORD_RESET_WINDOW_SECONDS)

@@ -1,16 +1,19 @@
 """Account pages: a person's API tokens (list, create, revoke) and password change / reset.
 
-Password pages are Django's own views (annotation/urls.py) with templates in templates/registration/.
+Password pages are Django's own views (annotation/urls.py) with templates in templates/registration/;
+the reset request is throttled per email and client address.
 """
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from annotation.login_throttle import client_address, password_reset_block_get, password_reset_record
 from annotation.selectors.api_tokens import api_token_get_for_owner, api_token_list_for_owner
 from annotation.services.api_tokens import api_token_create, api_token_revoke
 
@@ -43,3 +46,17 @@ def account_token_revoke(request, token_id: int):
     api_token_revoke(token=token)
     messages.success(request, f"Token “{token.name}” revoked: it no longer works.")
     return redirect("account-tokens")
+
+
+class ThrottledPasswordResetView(auth_views.PasswordResetView):
+    """Django's reset page, answering 429 (Retry-After) after a few emails to one address an hour."""
+
+    def form_valid(self, form):
+        email, address = form.cleaned_data["email"], client_address(self.request)
+        block = password_reset_block_get(email=email, address=address)
+        if block is not None:
+            response = self.render_to_response(self.get_context_data(form=form, lock=block), status=429)
+            response["Retry-After"] = str(block.retry_after)
+            return response
+        password_reset_record(email=email, address=address)
+        return super().form_valid(form)

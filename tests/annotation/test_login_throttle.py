@@ -165,3 +165,20 @@ def test_admin_creates_users_under_their_canonical_name_and_refuses_a_second_spe
     assert again.status_code == 200
     assert "already exists" in again.content.decode()
     assert token_login("NewLabeler", "a-long-password-42").status_code == 200
+
+
+def test_password_reset_emails_to_one_address_are_limited_per_hour(mailoutbox):
+    from annotation.login_throttle import PASSWORD_RESETS_PER_EMAIL
+
+    UserFactory(email="ada@example.org")
+    UserFactory(email="bo@example.org")
+    client = Client(REMOTE_ADDR="10.0.0.1")
+    for _ in range(PASSWORD_RESETS_PER_EMAIL):
+        assert client.post("/password-reset/", {"email": "Ada@example.org"}).status_code == 302
+    blocked = client.post("/password-reset/", {"email": "ada@example.org"})
+    assert blocked.status_code == 429
+    assert 0 < int(blocked["Retry-After"]) <= 3600
+    assert "Too many password-reset emails" in blocked.content.decode()
+    assert len(mailoutbox) == PASSWORD_RESETS_PER_EMAIL
+    assert client.post("/password-reset/", {"email": "bo@example.org"}).status_code == 302
+    assert len(mailoutbox) == PASSWORD_RESETS_PER_EMAIL + 1
