@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
+from annotation.services.exports import jsonl_stream
 from config.counting import EstimatedCountPagination
 from config.exceptions import ApplicationError
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
@@ -28,7 +29,7 @@ from ranking.selectors import (
     responses_in_shown_order,
     user_sees_task_internals,
 )
-from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, jsonl_lines, preference_export_prepare
+from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, preference_export_prepare
 from ranking.services.imports import FORMATS, ranking_tasks_import
 from ranking.services.leasing import ranking_task_lease_next, ranking_task_skip
 from ranking.services.rankings import ranking_submit
@@ -446,9 +447,9 @@ class PreferenceExportApi(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         _require_manager_or_ml_engineer(user=request.user, project=project)
         pairs, include_all_bad = _export_options(request)
-        rows = preference_export_prepare(project=project, format="preferences", pairs=pairs,
-                                         include_all_bad=include_all_bad, exported_by=request.user)
-        return _stream(rows, filename=f"{project.slug}-preferences-{pairs}.jsonl")
+        lines = preference_export_prepare(project=project, format="preferences", pairs=pairs,
+                                          include_all_bad=include_all_bad, exported_by=request.user)
+        return _stream(lines, filename=f"{project.slug}-preferences-{pairs}.jsonl")
 
 
 class HhRlhfExportApi(APIView):
@@ -459,13 +460,14 @@ class HhRlhfExportApi(APIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         _require_manager_or_ml_engineer(user=request.user, project=project)
         pairs, include_all_bad = _export_options(request)
-        rows = preference_export_prepare(project=project, format="hh-rlhf", pairs=pairs,
-                                         include_all_bad=include_all_bad, exported_by=request.user)
-        return _stream(rows, filename=f"{project.slug}-hh-rlhf-{pairs}.jsonl")
+        lines = preference_export_prepare(project=project, format="hh-rlhf", pairs=pairs,
+                                          include_all_bad=include_all_bad, exported_by=request.user)
+        return _stream(lines, filename=f"{project.slug}-hh-rlhf-{pairs}.jsonl")
 
 
-def _stream(rows, *, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(jsonl_lines(rows), content_type="application/jsonl; charset=utf-8")
+def _stream(lines, *, filename: str) -> StreamingHttpResponse:
+    # in blocks of about 64 KB; a failure half-way ends the body with an {"export_error": …} line
+    response = StreamingHttpResponse(jsonl_stream(lines), content_type="application/jsonl; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

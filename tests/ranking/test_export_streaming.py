@@ -7,7 +7,7 @@ import pytest
 
 from annotation.models import Role
 from ranking.models import Ranking
-from ranking.services.exports import ExportReport, jsonl_lines, preference_pairs
+from ranking.services.exports import ExportReport, jsonl_lines, preference_lines, preference_pairs
 from ranking.services.rankings import ranking_submit
 from tests.ranking.factories import RankingTaskFactory, response_ids
 
@@ -64,3 +64,18 @@ def test_lines_leave_in_blocks_not_one_write_per_pair():
     blocks = list(jsonl_lines(rows))
     assert 1 < len(blocks) < 10 and all(block.endswith(b"\n") for block in blocks)
     assert [json.loads(line)["n"] for line in b"".join(blocks).splitlines()] == list(range(2000))
+
+
+@pytest.mark.parametrize("pairs", ["labeler", "consensus"])
+def test_the_fast_lines_are_the_json_of_the_pairs_byte_for_byte(project, make_member, pairs):
+    project.rankings_per_task = 1
+    project.save()
+    for answers in (["«Ünïcode» \"quoted\"\n\ttabbed \\ back", "B", "C"], ["x", "y"]):
+        task = RankingTaskFactory(project=project, answers=answers)
+        ids = response_ids(task)
+        ranking_submit(task=task, labeler=make_member(project), order=[[ids[-1]], ids[:-1]])
+    for with_task in (False, True):
+        rows = preference_pairs(project=project, pairs=pairs, with_task=with_task)
+        expected = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        assert "".join(preference_lines(project=project, pairs=pairs, with_task=with_task)) == expected
+        assert expected.count("\n") == 3

@@ -23,7 +23,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from config.exceptions import ApplicationError, ConflictError, NotFoundError
 from ranking.models import RankingTask
-from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, ExportReport, preference_pairs
+from ranking.services.exports import PAIR_MODES, PAIRS_LABELER, ExportReport, preference_lines
 from training.models import DatasetSnapshot, Evaluation, ModelVersion, SnapshotKind, SnapshotState
 from training.services.storage import data_path, file_sha256, jsonl_write_once
 
@@ -166,11 +166,11 @@ def _snapshot_lines(snapshot: DatasetSnapshot) -> Iterator[bytes]:
     elif snapshot.kind == SnapshotKind.PREFERENCES:
         task_ids = options.get("task_ids")  # absent from snapshots made before the option existed
         report = ExportReport()
-        rows = preference_pairs(
+        lines = preference_lines(
             project=project, pairs=options["pairs"], include_all_bad=options["include_all_bad"],
             rankings_until=snapshot.labels_until, task_ids=task_ids, with_task=task_ids is not None, report=report,
         )
-        yield from _non_empty(_json_lines(rows), "No preference pairs yet: rank some tasks first.")
+        yield from _non_empty((line.encode() for line in lines), "No preference pairs yet: rank some tasks first.")
         if report.skipped_count:
             logger.warning("snapshot %s left out %s ordering(s) that don't fit their task's answers: %s",
                            snapshot.pk, report.skipped_count, ", ".join(report.skipped))
