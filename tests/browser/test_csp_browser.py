@@ -1,5 +1,7 @@
 """Every page a labeler, reviewer, manager or admin can reach runs under the strict CSP without a violation."""
 
+import re
+
 import pytest
 
 from annotation.models import Role
@@ -56,4 +58,5 @@ def test_every_page_a_role_reaches_has_the_policy_and_no_violation(live_server, 
     assert any(url.startswith(f"/projects/{site.project.pk}/rank") for url in opened)
     if role == "admin":
         assert sum(url.startswith("/admin/") and url.endswith("/add/") for url in opened) >= 10
+        assert sum(bool(re.search(r"^/admin/.+/\d+/change/", url)) for url in opened) >= 5
     page.context.close()
