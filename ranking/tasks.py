@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from annotation.models import Project
+from ranking.services.import_jobs import ranking_import_job_run
 from ranking.services.leasing import leases_purge_expired
 from ranking.services.stats import ranking_project_stats_rebuild
 from ranking.services.tasks import ranking_tasks_consensus_recompute
@@ -26,3 +27,10 @@ def ranking_stats_rebuild(project_id: int) -> None:
     project = Project.objects.filter(pk=project_id).first()
     if project is not None:
         ranking_project_stats_rebuild(project=project)
+
+
+@shared_task(name="ranking.import_job_run")
+def ranking_import_job_run_task(job_id: int) -> str | None:
+    """Import a stored ranking-task file (all or nothing); return the job's final state."""
+    job = ranking_import_job_run(job_id=job_id)
+    return job.state if job is not None else None

@@ -128,6 +128,10 @@ DATA_ROOT = Path(env_str("RLHF_DATA_ROOT", str(VAR_DIR / "data")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IMPORT_MAX_BYTES = env_int("RLHF_IMPORT_MAX_BYTES", 200 * 1024 * 1024)
+# the import pages import a file up to this size in the request; a larger one goes to the worker as a job
+IMPORT_INLINE_MAX_BYTES = env_int("RLHF_IMPORT_INLINE_MAX_BYTES", 1024 * 1024)
+# an import job (on the worker) takes files up to this size: a million 4-answer tasks are ~400 MB
+IMPORT_JOB_MAX_BYTES = env_int("RLHF_IMPORT_JOB_MAX_BYTES", 4 * 1024 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -173,6 +177,8 @@ SPECTACULAR_SETTINGS = {
         "SamplingJobSourceEnum": "training.models.SamplingJob.Source",
         "EvaluationStateEnum": "training.models.EvaluationState",
         "RoleEnum": "annotation.models.Role",  # the name it had before training came
+        "RankingImportFormatEnum": "ranking.services.imports.FORMATS",
+        "ImportJobStateEnum": "ranking.models.ImportJobState",
     },
 }
 
