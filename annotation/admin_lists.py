@@ -41,7 +41,7 @@ def project_filter(path: str = "project") -> type[admin.SimpleListFilter]:
 
         def queryset(self, request, queryset):
             value = self.value()
-            if value and value.isdigit():
+            if value and str(value).isdigit():  # facet counts pass the lookup value as an int
                 return queryset.filter(**{f"{path}_id": int(value)})
             return queryset
 
@@ -61,7 +61,7 @@ def member_filter(field: str, *, title: str) -> type[admin.SimpleListFilter]:
 
         def queryset(self, request, queryset):
             value = self.value()
-            if value and value.isdigit():
+            if value and str(value).isdigit():  # facet counts pass the lookup value as an int
                 return queryset.filter(**{f"{field}_id": int(value)})
             return queryset
 
