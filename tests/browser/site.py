@@ -25,8 +25,7 @@ from training.models import ModelKind, RunKind, RunState
 SKIPPED_PATHS = re.compile(
     r"^/(logout/|api/(?!docs/)|static/|media/|healthz)|\.jsonl$|/download/|/delete/$|/history/$"
 )
-# Pages that differ only by an object id are one page for this purpose (facet counts are the same
-# changelist again).
+# Pages that differ only by an object id are one page for this purpose.
 ID = re.compile(r"/\d+/")
 
 
@@ -97,7 +96,7 @@ def crawl(page, base_url: str, start: list[str], *, visit, limit: int = 200) -> 
             if not href.startswith(base_url):
                 continue
             path = href[len(base_url):].split("#")[0]
-            if not path or SKIPPED_PATHS.search(urlsplit(path).path) or "_facets=" in path:
+            if not path or SKIPPED_PATHS.search(urlsplit(path).path):
                 continue
             key = page_key(path)
             if key not in seen:
