@@ -5,8 +5,10 @@ they come (PostgreSQL ``COPY`` with ids drawn from the tables' sequences; ``bulk
 databases), so memory stays flat and a million lines take minutes; the first wrong line stops the
 writing, the rest of the file is still read to list (up to ``MAX_REPORTED_ERRORS``) errors with
 their line numbers, and the transaction is rolled back: nothing was imported. Large files go
-through the worker as an import job (``ranking.services.import_jobs``) with a progress bar. With ``skip_invalid`` a line that
-can't be imported is left out and reported with its reason instead (``ImportReport.skipped_invalid``),
+through the worker as an import job (``ranking.services.import_jobs``) with a progress bar.
+
+With ``skip_invalid`` a line that can't be imported is left out and reported with its reason
+instead (``ImportReport.skipped_invalid``),
 as the demonstrations importer does: Anthropic's own files hold a few such lines (an empty last
 assistant turn, chosen and rejected that differ before it). A task already in the project
 (same context and answers, see ``ranking_task_content_hash``), or repeated in the file, is skipped
@@ -172,8 +174,8 @@ def ranking_tasks_import(
     are already in the project, or earlier in the file, is skipped and its line reported as a duplicate.
     With ``skip_invalid`` a line that can't be imported is skipped and reported with its reason
     instead of refusing the file (bytes that aren't UTF-8 still refuse it: that is the wrong file).
-    ``progress(lines_read)`` is called after each batch; ``keep_task_ids=False`` leaves the new
-    tasks' ids out of the report (a million of them are no use to a job's page).
+    ``progress(lines_read)`` is called every ``BATCH_LINES`` lines read and at the end;
+    ``keep_task_ids=False`` leaves the new tasks' ids out of the report (a million are no use to a job's page).
     """
     if format not in FORMATS:
         raise ApplicationError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
@@ -201,7 +203,11 @@ def ranking_tasks_import(
     try:
         with transaction.atomic():
             try:
+                reported = 0
                 for number, text in _lines(file):
+                    if progress is not None and number - 1 - reported >= BATCH_LINES:
+                        reported = number - 1  # also while a refused file is only being read to the end
+                        progress(reported)
                     report.lines_read = number
                     try:
                         line = _line_parse(text, number=number, format=format, created_by=created_by,
@@ -217,8 +223,7 @@ def ranking_tasks_import(
                         line_invalid(number, " ".join(messages))
                         continue
                     if line is not None and not total_errors:  # after an error the file is only read, not written
-                        if store.add(line) and progress is not None:
-                            progress(report.lines_read)
+                        store.add(line)
             except ValueError as error:  # undecodable bytes: stop at once
                 raise ImportRefused([str(error)], total=1) from None
             if total_errors:
@@ -325,14 +330,12 @@ class _TaskStore:
         self.seen = 0  # valid lines given, duplicates included
         self.now = timezone.now()
 
-    def add(self, line: _Line) -> bool:
-        """Queue a line; return True when that wrote a batch."""
+    def add(self, line: _Line) -> None:
+        """Queue a line; write the batch once it is full."""
         self.pending.append(line)
         self.seen += 1
         if len(self.pending) >= BATCH_LINES:
             self.flush()
-            return True
-        return False
 
     def flush(self) -> None:
         if not self.pending:
