@@ -4,13 +4,10 @@ A real gunicorn worker (persistent connection, health checks as in production) r
 database through a TCP proxy that the test stops and starts: the shared PostgreSQL keeps running.
 """
 
-import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,70 +20,9 @@ from django.test import Client, RequestFactory
 
 from annotation.models import Role
 from config.database_outage import DatabaseUnavailableMiddleware, server_error
+from tests.tcp_proxy import TcpProxy, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class TcpProxy:
-    """127.0.0.1:<port> → the database; ``stop`` closes the port and cuts every open connection."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target, self.port = target, _free_port()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = None
-        self.transports: set = set()
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
-
-    async def _pipe(self, reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def _handle(self, client_reader, client_writer):
-        try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        self.transports |= {client_writer.transport, server_writer.transport}
-        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
-
-    async def _start(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-
-    async def _stop(self):
-        self.server.close()
-        for transport in self.transports:
-            transport.abort()
-        self.transports.clear()
-        await self.server.wait_closed()
-
-    def start(self):
-        self._run(self._start())
-
-    def stop(self):
-        self._run(self._stop())
-
-    def close(self):
-        if self.server is not None and self.server.is_serving():
-            self.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 def _get(url: str, *, cookie: str, accept: str = "text/html") -> tuple[int, dict, str]:
@@ -111,7 +47,7 @@ def proxy():
 def web_server(transactional_db, proxy):
     """One gunicorn worker on the test database through the proxy, keeping its connection between requests."""
     db = settings.DATABASES["default"]
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.test",
