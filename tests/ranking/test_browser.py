@@ -102,6 +102,7 @@ def test_submitting_with_answers_unranked_says_which(live_server, page, login, p
     assert not Ranking.objects.exists()
     page.keyboard.press("1")
     page.keyboard.press("3")
+    assert page.locator("#rank-status").inner_text() == ""  # every answer ranked: the message is gone
     page.check("#all-bad")
     with page.expect_navigation():
         page.keyboard.press("Control+Enter")
