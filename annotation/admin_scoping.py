@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.apps import apps
+from django.contrib import admin
 from django.contrib.admin import widgets
+from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db import models
 
 from annotation.models import Membership, Project, Role
@@ -163,7 +166,7 @@ class ManagedProjectsAdminMixin:
         for name in list(initial):
             try:
                 db_field = self.model._meta.get_field(name)
-            except Exception:  # FieldDoesNotExist: Django ignores an unknown name too
+            except FieldDoesNotExist:  # Django ignores an unknown name too
                 continue
             if not db_field.is_relation or db_field.related_model is None:
                 continue
@@ -194,3 +197,25 @@ class ManagedProjectsAdminMixin:
         project_id = project_id_of(obj, path)
         if project_id is None or not self._managed_project_ids(request).filter(project_id=project_id).exists():
             raise PermissionDenied("This belongs to a project you don't manage.")
+
+
+def autocomplete_user_choices(request, queryset: models.QuerySet) -> models.QuerySet:
+    """Limit a user autocomplete opened from a scoped admin's field to the people that field may pick.
+
+    Django answers an autocomplete with the *target's* admin (the user admin, which a manager may see
+    whole), so the user admin calls this from ``get_search_results``: the dialogue author picker lists
+    the managed projects' members, while a new member is still searched among everyone.
+    """
+    match = getattr(request, "resolver_match", None)
+    if request.user.is_superuser or match is None or match.url_name != "autocomplete":
+        return queryset
+    try:
+        model = apps.get_model(request.GET["app_label"], request.GET["model_name"])
+        source_admin = admin.site.get_model_admin(model)
+        field = model._meta.get_field(request.GET["field_name"])
+    except (KeyError, LookupError, NotRegistered, FieldDoesNotExist):
+        return queryset  # Django's view refuses these itself
+    if not isinstance(source_admin, ManagedProjectsAdminMixin):
+        return queryset
+    scoped = source_admin.scoped_choices(request, field, queryset)
+    return queryset if scoped is None else scoped

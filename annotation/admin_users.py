@@ -11,6 +11,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 
+from annotation.admin_scoping import autocomplete_user_choices
 from annotation.models import ApiToken, ApiTokenRevocation
 from annotation.services.api_tokens import api_token_revoke
 from annotation.usernames import user_find_by_username, username_normalize
@@ -43,6 +44,10 @@ if admin.site.is_registered(User):
 class CanonicalUsernameUserAdmin(UserAdmin):
     add_form = CanonicalUserCreationForm
     form = CanonicalUserChangeForm
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return autocomplete_user_choices(request, queryset), may_have_duplicates  # annotation/admin_scoping.py
 
 
 @admin.register(ApiToken)

@@ -186,6 +186,18 @@ def test_autocomplete_lists_only_managed_projects(manager_client, world):
     assert names == ["Project A"]
 
 
+def test_user_autocomplete_lists_members_of_managed_projects_except_when_adding_a_member(manager_client, world):
+    def usernames(model_name, field_name):
+        response = manager_client.get("/admin/autocomplete/", {
+            "app_label": "annotation", "model_name": model_name, "field_name": field_name, "term": "labeler",
+        })
+        assert response.status_code == 200
+        return {result["text"] for result in response.json()["results"]}
+
+    assert usernames("dialogue", "author") == {"labeler-a"}
+    assert usernames("membership", "user") == {"labeler-a", "labeler-b"}  # a new member may come from anywhere
+
+
 def test_a_save_outside_the_managed_projects_is_refused_even_when_the_form_allows_it(world):
     from django.core.exceptions import PermissionDenied
 
