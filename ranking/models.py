@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Project, Prompt
+from annotation.models import Membership, Project, Prompt
 
 MIN_RESPONSES = 2
 MAX_RESPONSES = 9
@@ -303,6 +303,14 @@ class Ranking(TaskIsFixedOnceSaved, models.Model):
                 raise ValidationError({field: f"{field} name ids that are not answers of this task: {', '.join(foreign)}."})
 
 
+def labeler_check_member(*, task_id: int | None, labeler_id: int | None) -> None:
+    """Raise ValidationError unless the labeler belongs to the task's project (admin can pick anyone)."""
+    if task_id is None or labeler_id is None:
+        return
+    if not Membership.objects.filter(project__ranking_tasks=task_id, user_id=labeler_id).exists():
+        raise ValidationError({"labeler": "This person is not a member of the task's project."})
+
+
 class Lease(models.Model):
     """A task reserved for a labeler until ``expires_at``: it counts toward the task's rankings meanwhile."""
 
@@ -318,6 +326,9 @@ class Lease(models.Model):
     def __str__(self) -> str:
         return f"Lease of task {self.task_id} to {self.labeler_id} until {self.expires_at:%Y-%m-%d %H:%M}"
 
+    def clean(self) -> None:
+        labeler_check_member(task_id=self.task_id, labeler_id=self.labeler_id)
+
 
 class Skip(models.Model):
     """A labeler passed on a task; it is not served to them again."""
@@ -332,6 +343,9 @@ class Skip(models.Model):
 
     def __str__(self) -> str:
         return f"Skip of task {self.task_id} by {self.labeler_id}"
+
+    def clean(self) -> None:
+        labeler_check_member(task_id=self.task_id, labeler_id=self.labeler_id)
 
 
 

@@ -228,6 +228,20 @@ def test_superusers_still_choose_from_every_project(client, world):
 # --- the model refuses what admin used to let through -------------------------------------------------
 
 
+@pytest.mark.parametrize("model, path, extra", [
+    (Lease, "/admin/ranking/lease/add/", {"expires_at_0": "2030-01-01", "expires_at_1": "12:00:00"}),
+    (Skip, "/admin/ranking/skip/add/", {"reason": "probe"}),
+])
+def test_a_lease_or_skip_is_only_for_a_member_of_the_tasks_project(client, world, model, path, extra):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))  # whose choices are not scoped
+    response = client.post(path, {"task": world["a"]["task"].pk, "labeler": world["b"]["labeler"].pk, **extra})
+    assert response.status_code == 200 and "not a member of the task" in response.content.decode()
+    assert not model.objects.exists()
+    with pytest.raises(ValidationError, match="not a member"):
+        model(task=world["a"]["task"], labeler=world["b"]["labeler"], **(
+            {"expires_at": world["a"]["task"].created_at} if model is Lease else {})).full_clean()
+
+
 def test_a_saved_ranking_or_answer_can_not_move_to_another_task(world):
     ranking = Ranking.objects.get(pk=world["a"]["ranking"].pk)
     ranking.task = world["b"]["task"]
