@@ -142,6 +142,12 @@ class Prompt(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="one_prompt_per_text_and_project")]
+        # the queue `next-prompt` walks, oldest first (annotation.services.dialogues._candidate_prompt_ids)
+        indexes = [
+            models.Index(
+                fields=["project", "id"], condition=models.Q(is_active=True, held_out=False), name="prompt_queue_idx"
+            )
+        ]
         ordering = ["project", "id"]
 
     def __str__(self) -> str:

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import (
@@ -231,14 +232,25 @@ def prompt_lease_next(*, project: Project, user: AbstractBaseUser, batch: int = 
 
 
 def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: int, limit: int) -> list[int]:
+    """The first ``limit`` servable prompts in queue order, each still short of ``target`` slots.
+
+    An index walk (``prompt_queue_idx``: the project's active, not held-out prompts by id) with a
+    probe of the prompt's dialogues per row, which stops after ``limit`` hits: it reads the prompts
+    ahead in the queue, never the whole project.
+    """
     now = timezone.now()
-    slot = Q(dialogues__status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]) | Q(
-        dialogues__status=DialogueStatus.DRAFT, dialogues__lease_expires_at__gt=now
+    slots = (
+        Dialogue.objects.filter(prompt=OuterRef("pk"))
+        .filter(_slot_filter(now))
+        .order_by()
+        .values("prompt")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
     return list(
         Prompt.objects.filter(project=project, is_active=True, held_out=False)  # held-out prompts judge models
-        .exclude(dialogues__author=user)
-        .annotate(taken=Count("dialogues", filter=slot))
+        .filter(~Exists(Dialogue.objects.filter(prompt=OuterRef("pk"), author=user)))
+        .annotate(taken=Coalesce(Subquery(slots, output_field=IntegerField()), Value(0)))
         .filter(taken__lt=target)
         .order_by("id")
         .values_list("id", flat=True)[:limit]
@@ -271,7 +283,9 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
             prompt=prompt,
             lease_expires_at=now + timedelta(minutes=project.lease_minutes),
         )
-        dialogue.full_clean()
+        # its constraints hold by construction (checked just above under the lock, or fixed values):
+        # validating them again would cost a savepoint and a query each on every `next-prompt`
+        dialogue.full_clean(validate_constraints=False)
         dialogue.save()
         _turns_replace(
             dialogue=dialogue,
