@@ -215,6 +215,12 @@ class Dialogue(models.Model):
         indexes = [
             models.Index(fields=["project", "status", "accepted_at"], name="dialogue_export_idx"),
             models.Index(fields=["author", "status"], name="dialogue_author_status_idx"),
+            # My work and the API's list of my dialogues: newest change first, a page at a time
+            models.Index(fields=["author", "-updated_at", "-id"], name="dialogue_author_recent_idx"),
+            # the review queue: submitted dialogues, oldest submission first
+            models.Index(
+                fields=["submitted_at", "id"], condition=models.Q(status="submitted"), name="dialogue_review_queue_idx"
+            ),
         ]
         ordering = ["-updated_at"]
 

@@ -24,10 +24,19 @@ def first_user_turn(dialogue) -> str:
     return next((turn.content for turn in dialogue.turns.all() if turn.role == "user"), "")
 
 
+REVIEW_BADGE_CAP = 999
+
+
 @register.simple_tag
-def review_waiting(user, project=None) -> int:
-    """How many submitted dialogues wait for ``user``'s review (in ``project``, or anywhere)."""
-    return dialogue_review_queue(user=user, project_id=project.pk if project else None).count()
+def review_waiting(user, project=None) -> int | str:
+    """How many submitted dialogues wait for ``user``'s review (in ``project``, or anywhere); "999+" past that.
+
+    Counted up to the cap only: the badge is on every page, and a backlog of 50,000 would otherwise
+    be read through on each of them.
+    """
+    queue = dialogue_review_queue(user=user, project_id=project.pk if project else None)
+    waiting = queue.order_by().values("pk")[: REVIEW_BADGE_CAP + 1].count()
+    return f"{REVIEW_BADGE_CAP}+" if waiting > REVIEW_BADGE_CAP else waiting
 
 
 @register.simple_tag

@@ -17,7 +17,11 @@ from ranking.selectors import labeler_stats, project_ranking_quality
 from ranking.services.leasing import ranking_task_skip
 from ranking.services.rankings import ranking_submit
 from ranking.services.stats import median_from_histogram, ranking_project_stats_rebuild
-from ranking.services.tasks import ranking_task_disable, ranking_task_gold_set, ranking_tasks_consensus_recompute
+from ranking.services.tasks import (
+    ranking_task_disable,
+    ranking_task_gold_set,
+    ranking_tasks_consensus_recompute,
+)
 from tests.ranking.factories import RankingTaskFactory, response_ids
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,176 @@
+"""Pages and lists read what they show, not the project: every query's plan checked on big tables.
+
+One project gets ~120,000 ranking tasks (and their answers, prompts, dialogues) through SQL
+``generate_series`` in a few seconds; each page below is requested once and every SELECT it ran is
+run again under ``EXPLAIN ANALYZE``. No scan of a big table may read more than a bound far below
+the table's size: a sequential scan over it, an index walk over all the project's tasks or a
+``COUNT(*)`` over them would read ~120,000 rows and fails here, naming the page and the query.
+(A sequential scan that a LIMIT stops after a page's worth of rows, as in the bounded count of
+config.counting, reads no more than an index would and passes.)
+(Timings at a million tasks are in bench/pages_scale.py, not here.)
+"""
+
+import json
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from annotation.models import Role
+from config import counting
+from ranking.services.stats import ranking_project_stats_rebuild
+
+pytestmark = pytest.mark.django_db
+
+TASKS = 120_000
+BIG_TABLES = {"ranking_rankingtask", "ranking_response", "annotation_prompt", "annotation_dialogue", "annotation_turn"}
+EXACT_LIMIT = 2_000  # counts above this are estimated (config.counting), so a page reads at most about this many
+ROWS_READ_BOUND = 5_000
+
+
+def _build(project, *, labeler, other) -> None:
+    """Fill ``project`` with SQL: tasks (K=2), answers, 300 ranked tasks, prompts, dialogues and turns."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO ranking_rankingtask (project_id, context, status, source, purpose, is_gold, import_hash,
+                                             created_at)
+            SELECT %s, jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'Question ' || n)),
+                   'open', 'api', 'ranking', false, '', now()
+            FROM generate_series(1, %s) AS n
+            """,
+            [project.pk, TASKS],
+        )
+        cursor.execute(
+            """
+            INSERT INTO ranking_response (task_id, content, generator, position)
+            SELECT t.id, 'Answer ' || p, 'model', p FROM ranking_rankingtask t CROSS JOIN generate_series(0, 1) AS p
+            WHERE t.project_id = %s
+            """,
+            [project.pk],
+        )
+        for labeler_id, every in ((labeler.pk, 400), (other.pk, 800)):
+            cursor.execute(
+                """
+                INSERT INTO ranking_ranking (task_id, labeler_id, is_imported, "order", flags, scores, all_bad,
+                                             time_spent_ms, idempotency_key, created_at)
+                SELECT t.id, %s, false,
+                       (SELECT jsonb_agg(jsonb_build_array(r.id) ORDER BY r.position)
+                        FROM ranking_response r WHERE r.task_id = t.id),
+                       '{}', '{}', false, 5000, '', now()
+                FROM ranking_rankingtask t WHERE t.project_id = %s AND t.id %% %s = 0
+                """,
+                [labeler_id, project.pk, every],
+            )
+        cursor.execute(
+            """
+            UPDATE ranking_rankingtask SET status = 'complete', agreement = 1.0, consensus_at = now(),
+                   consensus_order = '[]'
+            WHERE project_id = %s AND id %% 800 = 0
+            """,
+            [project.pk],
+        )
+        cursor.execute(
+            """
+            INSERT INTO annotation_prompt (project_id, text, text_hash, source, is_active, held_out, created_at)
+            SELECT %s, 'Prompt ' || n, md5('p' || n), 'written', true, false, now() FROM generate_series(1, 40000) n
+            """,
+            [project.pk],
+        )
+        cursor.execute(
+            """
+            INSERT INTO annotation_dialogue (project_id, author_id, prompt_id, status, version, round, source,
+                                             import_hash, created_at, updated_at, submitted_at)
+            SELECT project_id, %s, id, 'submitted', 1, 1, 'written', '', now(), now(), now()
+            FROM annotation_prompt WHERE project_id = %s AND id %% 4 = 0
+            """,
+            [other.pk, project.pk],
+        )
+        cursor.execute(
+            """
+            INSERT INTO annotation_turn (dialogue_id, position, role, content)
+            SELECT d.id, p, CASE WHEN p = 0 THEN 'user' ELSE 'assistant' END, 'Turn ' || p
+            FROM annotation_dialogue d CROSS JOIN generate_series(0, 1) AS p WHERE d.project_id = %s
+            """,
+            [project.pk],
+        )
+        for table in BIG_TABLES | {"ranking_ranking"}:
+            cursor.execute(f"ANALYZE {table}")
+    ranking_project_stats_rebuild(project=project)
+
+
+def _scans(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _scans(child)
+
+
+def _too_big_scans(sql: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    found = []
+    for node in _scans(plan[0]["Plan"]):
+        if node.get("Relation Name") not in BIG_TABLES:
+            continue
+        read = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * node.get("Actual Loops", 1)
+        if read > ROWS_READ_BOUND:
+            found.append(f"{node['Node Type']} on {node['Relation Name']} read {read:.0f} rows")
+    return found
+
+
+PAGES = [
+    ("labeler", "/projects/{pid}/"),
+    ("manager", "/projects/{pid}/"),
+    ("labeler", "/projects/{pid}/rank/"),
+    ("labeler", "/projects/{pid}/ranking/stats/"),
+    ("manager", "/projects/{pid}/ranking/quality/"),
+    ("manager", "/projects/{pid}/ranking/import/"),
+    ("labeler", "/api/projects/{pid}/ranking-stats/me/"),
+    ("manager", "/api/projects/{pid}/ranking-quality/"),
+    ("manager", "/api/ranking-tasks/?project={pid}"),
+    ("manager", "/api/ranking-tasks/?project={pid}&status=complete"),
+    ("manager", "/api/ranking-tasks/?project={pid}&offset=3000"),
+    ("manager", "/api/prompts/?project={pid}"),
+    ("other", "/api/dialogues/?project={pid}"),
+    ("superuser", "/admin/ranking/rankingtask/"),
+    ("superuser", "/admin/ranking/rankingtask/?status__exact=complete"),
+    ("superuser", "/admin/ranking/rankingtask/?project__id__exact={pid}"),
+    ("manager", "/admin/ranking/rankingtask/"),
+    ("superuser", "/admin/ranking/ranking/"),
+    ("superuser", "/admin/ranking/lease/"),
+    ("superuser", "/admin/ranking/skip/"),
+    ("superuser", "/admin/annotation/prompt/"),
+    ("superuser", "/admin/annotation/dialogue/"),
+    ("superuser", "/admin/annotation/review/"),
+]
+
+
+def test_no_page_reads_a_big_table_through(client, project, make_member, django_user_model, monkeypatch):
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", EXACT_LIMIT)
+    project.rankings_per_task = 2
+    project.save()
+    users = {
+        "labeler": make_member(project, Role.LABELER),
+        "other": make_member(project, Role.LABELER),
+        "manager": make_member(project, Role.MANAGER),
+        "superuser": django_user_model.objects.create_superuser("root", "root@example.com", "x"),
+    }
+    users["manager"].is_staff = True
+    users["manager"].save()
+    users["manager"].user_permissions.add(*Permission.objects.filter(content_type__app_label="ranking"))
+    _build(project, labeler=users["labeler"], other=users["other"])
+    failures = []
+    for role, path in PAGES:
+        url = path.format(pid=project.pk)
+        client.force_login(users[role])
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200, (role, url, response.status_code)
+        for query in queries.captured_queries:
+            sql = query["sql"]
+            if sql.lstrip().upper().startswith("SELECT"):
+                failures += [f"{role} {url}: {scan}\n    {sql[:400]}" for scan in _too_big_scans(sql)]
+    assert not failures, "\n".join(failures)
