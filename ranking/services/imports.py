@@ -22,6 +22,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +30,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.utils import timezone
 
@@ -203,43 +205,46 @@ def ranking_tasks_import(
     try:
         with transaction.atomic():
             try:
-                reported = 0
-                for number, text in _lines(file):
-                    if progress is not None and number - 1 - reported >= BATCH_LINES:
-                        reported = number - 1  # also while a refused file is only being read to the end
-                        progress(reported)
-                    report.lines_read = number
-                    try:
-                        line = _line_parse(text, number=number, format=format, created_by=created_by,
-                                           authors=authors, report=report, probe=probe)
-                    except json.JSONDecodeError as error:
-                        line_invalid(number, f"not valid JSON ({error.msg})")
-                        continue
-                    except RecursionError:
-                        line_invalid(number, "not valid JSON (nested too deeply)")
-                        continue
-                    except (ValueError, ValidationError) as error:
-                        messages = error.messages if isinstance(error, ValidationError) else [str(error)]
-                        line_invalid(number, " ".join(messages))
-                        continue
-                    if line is not None and not total_errors:  # after an error the file is only read, not written
-                        store.add(line)
-            except ValueError as error:  # undecodable bytes: stop at once
-                raise ImportRefused([str(error)], total=1) from None
-            if total_errors:
-                raise ImportRefused(errors, total=total_errors)
-            store.flush()
-            if not store.seen and report.invalid_lines:
-                first = report.invalid_lines[0]
-                raise ApplicationError(
-                    f"The file holds no valid tasks to import: {len(report.invalid_lines)} line(s) are invalid. "
-                    f"First: line {first['line']}: {first['reason']}"
-                )
-            if not store.seen:
-                raise ApplicationError("The file holds no tasks to import.")
-            audit_record(actor=created_by, action=AuditAction.IMPORT, project=project, details={
-                "file": getattr(file, "name", ""), "format": format, "tasks_created": report.tasks_created,
-                "rankings_imported": report.rankings_imported, "duplicates": len(report.duplicate_lines)})
+                try:
+                    reported = 0
+                    for number, text in _lines(file):
+                        if progress is not None and number - 1 - reported >= BATCH_LINES:
+                            reported = number - 1  # also while a refused file is only being read to the end
+                            progress(reported)
+                        report.lines_read = number
+                        try:
+                            line = _line_parse(text, number=number, format=format, created_by=created_by,
+                                               authors=authors, report=report, probe=probe)
+                        except json.JSONDecodeError as error:
+                            line_invalid(number, f"not valid JSON ({error.msg})")
+                            continue
+                        except RecursionError:
+                            line_invalid(number, "not valid JSON (nested too deeply)")
+                            continue
+                        except (ValueError, ValidationError) as error:
+                            messages = error.messages if isinstance(error, ValidationError) else [str(error)]
+                            line_invalid(number, " ".join(messages))
+                            continue
+                        if line is not None and not total_errors:  # after an error the file is only read, not written
+                            store.add(line)
+                except ValueError as error:  # undecodable bytes: stop at once
+                    raise ImportRefused([str(error)], total=1) from None
+                if total_errors:
+                    raise ImportRefused(errors, total=total_errors)
+                store.finish()
+                if not store.seen and report.invalid_lines:
+                    first = report.invalid_lines[0]
+                    raise ApplicationError(
+                        f"The file holds no valid tasks to import: {len(report.invalid_lines)} line(s) are invalid. "
+                        f"First: line {first['line']}: {first['reason']}"
+                    )
+                if not store.seen:
+                    raise ApplicationError("The file holds no tasks to import.")
+                audit_record(actor=created_by, action=AuditAction.IMPORT, project=project, details={
+                    "file": getattr(file, "name", ""), "format": format, "tasks_created": report.tasks_created,
+                    "rankings_imported": report.rankings_imported, "duplicates": len(report.duplicate_lines)})
+            finally:
+                store.close()  # a COPY still running ends before the transaction does
     except IntegrityError as error:  # a concurrent import added some of the same tasks meanwhile
         raise ConflictError("Another import added some of these tasks at the same time; import again.") from error
     if progress is not None:
@@ -321,7 +326,13 @@ def _line_check(line: _Line, *, probe: Response) -> None:
 
 
 class _TaskStore:
-    """Write valid lines in batches inside the import's transaction, skipping duplicates; counts what it wrote."""
+    """Write valid lines in batches inside the import's transaction, skipping duplicates; counts what it wrote.
+
+    On PostgreSQL a batch's COPY runs on a helper thread while the next batch is read and checked:
+    the database works on one core while Python parses on the other. The batches stay in order (the
+    next batch's duplicate lookup waits for the COPY before it), and ``close`` waits for the last one
+    before the transaction commits or rolls back.
+    """
 
     def __init__(self, *, project: Project, created_by, format: str, report: ImportReport, keep_task_ids: bool):
         self.project, self.created_by, self.report, self.keep_task_ids = project, created_by, report, keep_task_ids
@@ -329,6 +340,8 @@ class _TaskStore:
         self.pending: list[_Line] = []
         self.seen = 0  # valid lines given, duplicates included
         self.now = timezone.now()
+        self.copying: Future | None = None
+        self.copier = ThreadPoolExecutor(max_workers=1) if connection.vendor == "postgresql" else None
 
     def add(self, line: _Line) -> None:
         """Queue a line; write the batch once it is full."""
@@ -340,19 +353,39 @@ class _TaskStore:
     def flush(self) -> None:
         if not self.pending:
             return
+        self._copy_wait()  # the previous batch must be in before its tasks count as duplicates
         fresh = self._duplicates_drop(self.pending)
         self.pending = []
         if not fresh:
             return
-        if connection.vendor == "postgresql":
-            task_ids, rankings = _copy_save(fresh, project=self.project, created_by=self.created_by,
-                                            source=self.source, now=self.now)
+        if self.copier is not None:
+            task_ids, rankings, statements = _copy_prepare(fresh, project=self.project, created_by=self.created_by,
+                                                           source=self.source, now=self.now)
+            # the import thread's own connection (``connection`` is per thread): the COPY joins its transaction
+            self.copying = self.copier.submit(_copy_run, connections[DEFAULT_DB_ALIAS], statements)
         else:
             task_ids, rankings = _orm_save(fresh, project=self.project, created_by=self.created_by, source=self.source)
         self.report.tasks_created += len(task_ids)
         self.report.rankings_imported += rankings
         if self.keep_task_ids:
             self.report.task_ids.extend(task_ids)
+
+    def finish(self) -> None:
+        """Write what is left and wait until it is in."""
+        self.flush()
+        self._copy_wait()
+
+    def close(self) -> None:
+        """Wait for a COPY still running (its error, if any, is the caller's to raise) and stop the helper thread."""
+        if self.copier is not None:
+            if self.copying is not None:
+                wait([self.copying])
+            self.copier.shutdown(wait=True)
+
+    def _copy_wait(self) -> None:
+        if self.copying is not None:
+            copying, self.copying = self.copying, None
+            copying.result()  # raises the COPY's error here, in the import's thread
 
     def _duplicates_drop(self, lines: list[_Line]) -> list[_Line]:
         """Hash each line; return those neither in the project (earlier batches included) nor earlier in this batch.
@@ -381,8 +414,11 @@ def _completes_with_one_ranking(project: Project) -> bool:
     return project.rankings_per_task <= 1
 
 
-def _copy_save(lines: list[_Line], *, project: Project, created_by, source: str, now: datetime) -> tuple[list[int], int]:
-    """PostgreSQL: write tasks, answers and imported rankings with COPY; ids come from the tables' sequences."""
+def _copy_prepare(
+    lines: list[_Line], *, project: Project, created_by, source: str, now: datetime,
+) -> tuple[list[int], int, list[tuple[str, io.BytesIO]]]:
+    """PostgreSQL: the COPY statements that write these tasks, answers and imported rankings (for ``_copy_run``),
+    with the new tasks' ids (drawn from the tables' sequences, so rows can name each other) and the rankings' count."""
     task_ids = _ids_reserve(RankingTask, len(lines))
     answer_ids = iter(_ids_reserve(Response, sum(len(line.answers) for line in lines)))
     complete = _completes_with_one_ranking(project)
@@ -408,11 +444,10 @@ def _copy_save(lines: list[_Line], *, project: Project, created_by, source: str,
             if complete:
                 task.update(consensus_order=order, status=TaskStatus.COMPLETE, consensus_at=now)
         tasks.append(task)
-    _copy(RankingTask, tasks)
-    _copy(Response, answers)
+    statements = [_copy_statement(RankingTask, tasks), _copy_statement(Response, answers)]
     if rankings:
-        _copy(Ranking, rankings)
-    return task_ids, len(rankings)
+        statements.append(_copy_statement(Ranking, rankings))
+    return task_ids, len(rankings), statements
 
 
 def _orm_save(lines: list[_Line], *, project: Project, created_by, source: str) -> tuple[list[int], int]:
@@ -468,9 +503,9 @@ def _copy_encoder(model_field: models.Field) -> Callable[[object], str]:
     return lambda v: "\\N" if v is None else _copy_escape(str(v))
 
 
-def _copy(model: type[models.Model], rows: list[dict]) -> None:
-    """COPY rows into the model's table: given values, and each other column's default (its database default
-    when it has one, else the model's), as ``Model.objects.create`` would fill them."""
+def _copy_statement(model: type[models.Model], rows: list[dict]) -> tuple[str, io.BytesIO]:
+    """A COPY of rows into the model's table: given values, and each other column's default (its database
+    default when it has one, else the model's), as ``Model.objects.create`` would fill them."""
     names = list(rows[0])  # every row names the same columns
     by_attname = {f.attname: f for f in model._meta.concrete_fields}
     fields = [by_attname[name] for name in names]
@@ -487,13 +522,23 @@ def _copy(model: type[models.Model], rows: list[dict]) -> None:
         defaults.append(_copy_encoder(model_field)(value))
     tail = "".join("\t" + text for text in defaults) + "\n"
     columns = list(zip(names, encoders, strict=True))
-    buffer = io.StringIO()
-    buffer.writelines("\t".join([encode(row[name]) for name, encode in columns]) + tail for row in rows)
-    buffer.seek(0)
+    text = "".join(["\t".join([encode(row[name]) for name, encode in columns]) + tail for row in rows])
     quote = connection.ops.quote_name
     column_list = ", ".join(quote(f.column) for f in [*fields, *defaulted])
-    with connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY {quote(model._meta.db_table)} ({column_list}) FROM STDIN", buffer)
+    return f"COPY {quote(model._meta.db_table)} ({column_list}) FROM STDIN", io.BytesIO(text.encode())
+
+
+def _copy_run(database: BaseDatabaseWrapper, statements: list[tuple[str, io.BytesIO]]) -> None:
+    """Run COPY statements on the import's connection (inside its transaction) from the helper thread.
+
+    The driver's connection serialises its use, and this thread is the only one using it while a
+    COPY runs (the import's thread waits for it before its next query); database errors come out as
+    Django's, as from a cursor.
+    """
+    with database.wrap_database_errors:
+        with database.connection.cursor() as cursor:
+            for statement, buffer in statements:
+                cursor.copy_expert(statement, buffer)
 
 
 def _imported_preferences_save(*, project: Project, tasks) -> int:
