@@ -49,8 +49,11 @@ class TokenObtainApi(APIView):
         request=TokenInputSerializer,
         responses={
             200: TokenOutputSerializer,
-            400: inline_serializer("TokenRefused", {"detail": serializers.CharField(),
-                                                    "tries_left": serializers.IntegerField()}),
+            400: inline_serializer("TokenRefused", {
+                "detail": serializers.CharField(),
+                "tries_left": serializers.IntegerField(required=False, help_text="After a wrong password."),
+                "errors": serializers.DictField(required=False, help_text="When a field is missing or malformed."),
+            }),
             429: inline_serializer("TokenThrottled", {"detail": serializers.CharField(),
                                                       "retry_after": serializers.IntegerField()}),
         },

@@ -56,7 +56,7 @@ class LoopOutputSerializer(serializers.Serializer):
     current_reward_model = TrainingModelRefSerializer(source="policy.current_reward_model", allow_null=True)
     last_tick_at = serializers.DateTimeField(source="policy.last_tick_at", allow_null=True)
     last_tick_note = serializers.CharField(source="policy.last_tick_note", help_text="What the last tick found in the way.")
-    updated_at = serializers.DateTimeField(source="policy.updated_at")
+    updated_at = serializers.DateTimeField(source="policy.updated_at", allow_null=True)  # null until first saved
     summary = serializers.CharField(help_text="Where the loop stands, in words.")
     next_step = serializers.CharField(source="next_step.key", allow_null=True, help_text="The step nearest to starting.")
     steps = LoopStepOutputSerializer(many=True)
