@@ -9,7 +9,7 @@ The quality page and "My stats" read these rows instead of recomputing a whole p
   project's row, and records the new contributions. Its cost is the task's handful of rankings.
 - ``labeler_skip_counted`` adds a skip; ``ranking_tasks_created_counted`` adds new tasks to the total.
 - ``ranking_project_stats_rebuild`` recounts a project from its rows (rows written around the
-  services: bulk imports, deletions in the admin, a bench); it runs on the worker.
+  services: bulk imports, deletions in the admin, a bench); it runs on the worker, a task at a time.
 
 Lock order: a task's row first (the caller's), then ``LabelerStats`` rows by labeler id, then the
 project's row, so two submits never wait on each other in a circle.
@@ -18,7 +18,7 @@ project's row, so two submits never wait on each other in a circle.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -34,6 +34,7 @@ from ranking.models import (
     Ranking,
     RankingTask,
     Response,
+    Skip,
     TaskPurpose,
     TaskStatus,
 )
@@ -176,33 +177,47 @@ def ranking_task_stats_sync(*, task: RankingTask) -> None:
 
 
 def _labelers_apply(*, project_id: int, deltas: dict[int, _LabelerDelta]) -> None:
-    if not deltas:
-        return
-    labeler_ids = sorted(deltas)
-    LabelerStats.objects.bulk_create(
-        [LabelerStats(project_id=project_id, labeler_id=pk) for pk in labeler_ids], ignore_conflicts=True
-    )
-    rows = LabelerStats.objects.select_for_update().filter(project_id=project_id, labeler_id__in=labeler_ids)
-    for row in rows.order_by("labeler_id"):
-        delta = deltas[row.labeler_id]
-        for name in ("ranked", "all_bad", "agreement_tasks", "gold_hits", "gold_pairs", "gold_tasks"):
-            setattr(row, name, max(getattr(row, name) + getattr(delta, name), 0))
-        row.agreement_sum = row.agreement_sum + delta.agreement_sum if row.agreement_tasks else 0.0
-        row.times = _counter_add(row.times, delta.times)
-        row.flags = _counter_add(row.flags, delta.flags)
-        for day, change in sorted(delta.days.items()):
-            if row.today is None or day > row.today:
-                row.today, row.ranked_today = day, 0
-            if day == row.today:
-                row.ranked_today = max(row.ranked_today + change, 0)
-        row.save()
+    pending = set(deltas)
+    # twice at most: a recount (ranking_project_stats_rebuild) may delete a row between our insert and our lock
+    for _attempt in range(2):
+        if not pending:
+            return
+        LabelerStats.objects.bulk_create(
+            [LabelerStats(project_id=project_id, labeler_id=pk) for pk in sorted(pending)], ignore_conflicts=True
+        )
+        rows = LabelerStats.objects.select_for_update().filter(project_id=project_id, labeler_id__in=pending)
+        for row in rows.order_by("labeler_id"):
+            _labeler_row_add(row, deltas[row.labeler_id])
+            pending.discard(row.labeler_id)
+    if pending:
+        raise RuntimeError(f"Labeler figures of {sorted(pending)} in project {project_id} vanished twice; retry.")
+
+
+def _labeler_row_add(row: LabelerStats, delta: _LabelerDelta) -> None:
+    for name in ("ranked", "all_bad", "agreement_tasks", "gold_hits", "gold_pairs", "gold_tasks"):
+        setattr(row, name, max(getattr(row, name) + getattr(delta, name), 0))
+    row.agreement_sum = row.agreement_sum + delta.agreement_sum if row.agreement_tasks else 0.0
+    row.times = _counter_add(row.times, delta.times)
+    row.flags = _counter_add(row.flags, delta.flags)
+    for day, change in sorted(delta.days.items()):
+        if row.today is None or day > row.today:
+            row.today, row.ranked_today = day, 0
+        if day == row.today:
+            row.ranked_today = max(row.ranked_today + change, 0)
+    row.save()
 
 
 def _project_apply(*, project_id: int, rankings: int, coincidences: Counter) -> None:
     if not rankings and not any(abs(v) > 1e-12 for v in coincidences.values()):
         return
-    ProjectRankingStats.objects.bulk_create([ProjectRankingStats(project_id=project_id)], ignore_conflicts=True)
-    row = ProjectRankingStats.objects.select_for_update().get(project_id=project_id)
+    row = None
+    for _attempt in range(2):  # as in _labelers_apply: a recount may delete the row meanwhile
+        ProjectRankingStats.objects.bulk_create([ProjectRankingStats(project_id=project_id)], ignore_conflicts=True)
+        row = ProjectRankingStats.objects.select_for_update().filter(project_id=project_id).first()
+        if row is not None:
+            break
+    if row is None:
+        raise RuntimeError(f"The ranking figures of project {project_id} vanished twice; retry.")
     row.rankings = max(row.rankings + rankings, 0)
     merged = Counter({key: float(weight) for key, weight in row.coincidences.items()})
     merged.update(coincidences)
@@ -238,29 +253,32 @@ def median_from_histogram(times: dict) -> float | None:
     return sum(found) / len(found) * TIME_STEP_MS
 
 
-@transaction.atomic
 def ranking_project_stats_rebuild(*, project: Project) -> None:
     """Recount every labeler's and the project's figures from the rankings and skips (O(rankings of the project)).
 
-    Run it after rows were written around the services; it locks the project's tasks that have
-    rankings one by one, as a submit would.
+    Run it after rows were written around the services, or rankings deleted. The figures are reset
+    in one short transaction that locks their rows in the order submits do (a submit in flight lands
+    before the reset, which then wipes it with the rest, or waits for it); then each ranked task is
+    recounted in its own transaction under its row lock, as a submit would. A submit meanwhile
+    counts its task whole (nothing of it is counted any more) and the recount finds nothing left to add.
     """
-    LabelerStats.objects.filter(project=project).delete()
-    ProjectRankingStats.objects.filter(project=project).delete()
-    CountedRanking.objects.filter(ranking__task__project=project).delete()
-    task_ids = Ranking.objects.filter(task__project=project).values_list("task_id", flat=True).distinct()
-    for task_id in sorted(task_ids):
-        task = RankingTask.objects.select_for_update().get(pk=task_id)
-        ranking_task_stats_sync(task=task)
-    skips = Counter(
-        RankingTask.objects.filter(project=project, skips__isnull=False).values_list("skips__labeler_id", flat=True)
-    )
-    for labeler_id, count in skips.items():
-        LabelerStats.objects.bulk_create([LabelerStats(project=project, labeler_id=labeler_id)], ignore_conflicts=True)
-        LabelerStats.objects.filter(project=project, labeler_id=labeler_id).update(skipped=count)
-
-
-def ranking_tasks_stats_sync(*, tasks: Iterable[RankingTask]) -> None:
-    """Sync several tasks the caller has locked (a consensus recompute)."""
-    for task in tasks:
-        ranking_task_stats_sync(task=task)
+    with transaction.atomic():
+        labelers = LabelerStats.objects.select_for_update().filter(project=project).order_by("labeler_id")
+        list(labelers.values_list("pk", flat=True))
+        list(ProjectRankingStats.objects.select_for_update().filter(project=project).values_list("pk", flat=True))
+        CountedRanking.objects.filter(ranking__task__project=project).delete()
+        LabelerStats.objects.filter(project=project).delete()
+        ProjectRankingStats.objects.filter(project=project).delete()
+    task_ids = sorted(set(Ranking.objects.filter(task__project=project).values_list("task_id", flat=True)))
+    for task_id in task_ids:
+        with transaction.atomic():
+            task = RankingTask.objects.select_for_update().filter(pk=task_id).first()
+            if task is not None:
+                ranking_task_stats_sync(task=task)
+    skips = Counter(Skip.objects.filter(task__project=project).values_list("labeler_id", flat=True))
+    with transaction.atomic():
+        LabelerStats.objects.bulk_create(
+            [LabelerStats(project=project, labeler_id=pk) for pk in sorted(skips)], ignore_conflicts=True
+        )
+        for labeler_id, count in sorted(skips.items()):
+            LabelerStats.objects.filter(project=project, labeler_id=labeler_id).update(skipped=count)
