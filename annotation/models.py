@@ -139,13 +139,19 @@ class Prompt(models.Model):
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # submitted and accepted dialogues when last counted (under this row's lock, by submit and review),
+    # so `next-prompt` walks only prompts still short of demonstrations (see docs/ranking.md)
+    demonstrations_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "text_hash"], name="one_prompt_per_text_and_project")]
-        # the queue `next-prompt` walks, oldest first (annotation.services.dialogues._candidate_prompt_ids)
+        # the queue `next-prompt` walks (annotation.services.dialogues._candidate_prompt_ids): nearest
+        # to its demonstrations first, then oldest; prompts that have them all are outside the walk
         indexes = [
             models.Index(
-                fields=["project", "id"], condition=models.Q(is_active=True, held_out=False), name="prompt_queue_idx"
+                fields=["project", "-demonstrations_count", "id"],
+                condition=models.Q(is_active=True, held_out=False),
+                name="prompt_next_idx",
             )
         ]
         ordering = ["project", "id"]

@@ -178,6 +178,23 @@ def _prompt_slots_taken(*, prompt: Prompt, now, excluding: Dialogue | None = Non
     return dialogues.count()
 
 
+def prompt_demonstrations_recount(*, prompt_id: int) -> None:
+    """Set the prompt's ``demonstrations_count`` from its submitted and accepted dialogues (locks its row).
+
+    Called where a dialogue of the prompt is submitted or reviewed, holding that dialogue's lock (always
+    dialogue, then prompt, as ``_lease_renew``). A count left too low only makes `next-prompt` read the
+    prompt again (its probe of the rows finds it full); too high would hide it, so every path that
+    takes a demonstration away (a rejection) recounts.
+    """
+    done = Dialogue.objects.filter(
+        prompt=OuterRef("pk"), status__in=[DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]
+    )
+    per_prompt = done.order_by().values("prompt").annotate(n=Count("pk")).values("n")
+    Prompt.objects.filter(pk=prompt_id).update(
+        demonstrations_count=Coalesce(Subquery(per_prompt, output_field=IntegerField()), Value(0))
+    )
+
+
 def _lease_held(*, project: Project, user: AbstractBaseUser, now) -> Dialogue | None:
     return (
         Dialogue.objects.filter(
@@ -232,11 +249,11 @@ def prompt_lease_next(*, project: Project, user: AbstractBaseUser, batch: int = 
 
 
 def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: int, limit: int) -> list[int]:
-    """The first ``limit`` servable prompts in queue order, each still short of ``target`` slots.
+    """The first ``limit`` servable prompts, nearest to their demonstrations first, then oldest.
 
-    An index walk (``prompt_queue_idx``: the project's active, not held-out prompts by id) with a
-    probe of the prompt's dialogues per row, which stops after ``limit`` hits: it reads the prompts
-    ahead in the queue, never the whole project.
+    An index walk (``prompt_next_idx``) that starts below ``target`` demonstrations, so prompts that
+    have them all are never read; per row it probes the drafts leased on it and whether ``user``
+    wrote for it, and stops after ``limit`` hits.
     """
     now = timezone.now()
     slots = (
@@ -249,10 +266,11 @@ def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: i
     )
     return list(
         Prompt.objects.filter(project=project, is_active=True, held_out=False)  # held-out prompts judge models
+        .filter(demonstrations_count__lt=target)
         .filter(~Exists(Dialogue.objects.filter(prompt=OuterRef("pk"), author=user)))
         .annotate(taken=Coalesce(Subquery(slots, output_field=IntegerField()), Value(0)))
         .filter(taken__lt=target)
-        .order_by("id")
+        .order_by("-demonstrations_count", "id")
         .values_list("id", flat=True)[:limit]
     )
 
@@ -391,6 +409,8 @@ def dialogue_submit(
     locked.save(
         update_fields=["status", "round", "version", "submitted_at", "lease_expires_at", "updated_at"]
     )
+    if locked.prompt_id is not None:
+        prompt_demonstrations_recount(prompt_id=locked.prompt_id)
     return locked
 
 
@@ -447,6 +467,8 @@ def _review_record(*, dialogue: Dialogue, reviewer: AbstractBaseUser, decision: 
         dialogue.status, dialogue.rejected_at = DialogueStatus.REJECTED, now
         dialogue.version += 1
         dialogue.save(update_fields=["status", "rejected_at", "version", "updated_at"])
+        if dialogue.prompt_id is not None:  # the prompt wants a demonstration again
+            prompt_demonstrations_recount(prompt_id=dialogue.prompt_id)
     else:
         accepts = Review.objects.filter(
             dialogue=dialogue, round=dialogue.round, decision=ReviewDecision.ACCEPT

@@ -65,20 +65,45 @@ def _build(project, *, ranked_by) -> None:
             """,
             [project.pk, PROMPTS],
         )
-        cursor.execute("ANALYZE ranking_rankingtask, ranking_response, ranking_ranking, annotation_prompt")
+        # the first half of the queue already has its demonstration: `next-prompt` must not read it
+        cursor.execute(
+            """
+            WITH done AS (
+                INSERT INTO annotation_dialogue (project_id, author_id, prompt_id, status, version, round, source,
+                                                 import_hash, created_at, updated_at, submitted_at)
+                SELECT project_id, %s, id, 'submitted', 2, 1, 'written', '', now(), now(), now()
+                FROM annotation_prompt WHERE project_id = %s ORDER BY id LIMIT %s
+                RETURNING prompt_id
+            )
+            UPDATE annotation_prompt SET demonstrations_count = 1 WHERE id IN (SELECT prompt_id FROM done)
+            """,
+            [ranked_by.pk, project.pk, PROMPTS // 2],
+        )
+        cursor.execute(
+            "ANALYZE ranking_rankingtask, ranking_response, ranking_ranking, annotation_prompt, annotation_dialogue"
+        )
 
 
-def _plans(captured) -> list[tuple[str, str]]:
-    """(sql, plan as JSON text) of every SELECT among the captured queries."""
+def _plans(captured, *, analyze: bool = False) -> list[tuple[str, str]]:
+    """(sql, plan as JSON text) of every SELECT among the captured queries; ``analyze`` runs them for row counts."""
     plans = []
     with connection.cursor() as cursor:
         for query in captured:
             sql = query["sql"]
             if not sql.lstrip().upper().startswith("SELECT"):
                 continue
-            cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+            cursor.execute(f"EXPLAIN ({'ANALYZE, ' if analyze else ''}FORMAT JSON) " + sql)
             plans.append((sql, json.dumps(cursor.fetchone()[0])))
     return plans
+
+
+def _rows_read(plan: str, table: str) -> int:
+    """Rows the scans of ``table`` produced, filtered ones included (EXPLAIN ANALYZE)."""
+    return sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + node.get("Rows Removed by Filter", 0)
+        for node in _nodes(plan)
+        if node.get("Relation Name") == table
+    )
 
 
 def _nodes(plan: str) -> list[dict]:
@@ -119,11 +144,19 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
     with CaptureQueriesContext(connection) as prompt_next:
         result = prompt_lease_next(project=project, user=labeler)
     assert result is not None and result.created
+    assert result.dialogue.prompt.demonstrations_count == 0  # past the half of the queue that is done
     plans = _plans(prompt_next)
     walks = [plan for sql, plan in plans if sql.startswith('SELECT "annotation_prompt"."id" AS "id"')]
-    assert walks and _walks_in_order(walks[0]), walks  # by prompt_queue_idx, or the primary key here (one project)
+    assert walks and "prompt_next_idx" in walks[0] and _walks_in_order(walks[0]), walks
     for sql, plan in plans:
         assert not _seq_scans(plan, "annotation_prompt"), (sql, plan)
+    # run for real: each walk reads a few rows, not the 100,000 done prompts nor the 200,000 tasks
+    walk_sql = [query for query in prompt_next if query["sql"].startswith('SELECT "annotation_prompt"."id" AS "id"')]
+    pick_sql = [query for query in ranking_next if '"ranking_rankingtask"."purpose" DESC' in query["sql"]]
+    [(_, prompt_walk)] = _plans(walk_sql[:1], analyze=True)
+    [(_, task_walk)] = _plans(pick_sql[:1], analyze=True)
+    assert _rows_read(prompt_walk, "annotation_prompt") < 1_000, prompt_walk
+    assert _rows_read(task_walk, "ranking_rankingtask") < 1_000, task_walk
 
     # expired leases are reclaimed (beat, and every `next`), and the loop counts open tasks and new
     # rankings: none of it reads the whole task table either
