@@ -384,7 +384,9 @@ class ProjectRankingStats(models.Model):
     """A project's running ranking figures: rankings counted, and Krippendorff's alpha as its coincidence matrix."""
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="+")
-    rankings = models.PositiveIntegerField(default=0, help_text="Rankings of tasks that are not disabled.")
+    rankings = models.PositiveIntegerField(default=0, help_text="Labelers' rankings of tasks that are not disabled.")
+    # added by imports in their transaction (an import writes them around the services, in bulk)
+    imported_rankings = models.PositiveIntegerField(default=0, help_text="Preferences imports carried.")
     # {"c|k": weight} over every answer of every task with two or more rankings (fractional ranks):
     # additive over tasks, so a task's change adds its new units and takes its old ones back
     coincidences = models.JSONField(default=dict, blank=True)

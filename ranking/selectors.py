@@ -230,7 +230,7 @@ def project_ranking_quality(*, project: Project, disagreements: int = 10) -> Pro
         alpha=krippendorff_alpha_from_coincidences(coincidences_decode(totals.coincidences)) if totals else None,
         mean_task_agreement=disputed.aggregate(mean=Avg("agreement"))["mean"],
         counts=ranking_task_counts(project=project),
-        rankings=totals.rankings if totals else 0,
+        rankings=totals.rankings + totals.imported_rankings if totals else 0,
         disagreements=list(low),
         flags=[(flag, labels.get(flag, flag), n) for flag, n in flag_counts.most_common()],
     )

@@ -7,7 +7,7 @@ The quality page and "My stats" read these rows instead of recomputing a whole p
   disable). Each ranking's ``CountedRanking`` row says what it added to the figures; the sync
   computes what the task's rankings add now, applies the difference to the labelers' rows and the
   project's row, and records the new contributions. Its cost is the task's handful of rankings.
-- ``labeler_skip_counted`` adds a skip; ``ranking_tasks_created_counted`` adds new tasks to the total.
+- ``labeler_skip_counted`` adds a skip; ``imported_rankings_counted`` the preferences an import wrote.
 - ``ranking_project_stats_rebuild`` recounts a project from its rows (rows written around the
   services: bulk imports, deletions in the admin, a bench); it runs on the worker, a task at a time.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from annotation.models import Project
@@ -167,7 +167,9 @@ def ranking_task_stats_sync(*, task: RankingTask) -> None:
     _labelers_apply(project_id=task.project_id, deltas=deltas)
     coincidences = task_coincidences(task=task, orders=[r.order for r in rankings if r.pk in after])
     coincidences.subtract(task_coincidences(task=task, orders=[r.order for r in rankings if r.pk in before]))
-    _project_apply(project_id=task.project_id, rankings=len(after) - len(before), coincidences=coincidences)
+    labeled = {ranking.pk for ranking in rankings if ranking.labeler_id is not None}
+    _project_apply(project_id=task.project_id, rankings=len(labeled & set(after)) - len(labeled & set(before)),
+                   coincidences=coincidences)
     CountedRanking.objects.filter(ranking_id__in=[pk for pk in before if pk not in after]).delete()
     changed = [CountedRanking(ranking_id=pk, agreement=c.agreement, gold_hits=c.gold_hits, gold_pairs=c.gold_pairs)
                for pk, c in after.items() if before.get(pk) != c]
@@ -231,6 +233,13 @@ def _counter_add(stored: dict, delta: Counter) -> dict:
     return {key: value for key, value in merged.items() if value > 0}
 
 
+def imported_rankings_counted(*, project_id: int, count: int) -> None:
+    """Count the preferences an import wrote (in the import's transaction); they belong to no labeler."""
+    if count:
+        ProjectRankingStats.objects.bulk_create([ProjectRankingStats(project_id=project_id)], ignore_conflicts=True)
+        ProjectRankingStats.objects.filter(project_id=project_id).update(imported_rankings=F("imported_rankings") + count)
+
+
 def labeler_skip_counted(*, project_id: int, labeler: AbstractBaseUser) -> None:
     """Count a new skip in the labeler's figures (in the skip's transaction)."""
     LabelerStats.objects.bulk_create([LabelerStats(project_id=project_id, labeler=labeler)], ignore_conflicts=True)
@@ -269,12 +278,17 @@ def ranking_project_stats_rebuild(*, project: Project) -> None:
         CountedRanking.objects.filter(ranking__task__project=project).delete()
         LabelerStats.objects.filter(project=project).delete()
         ProjectRankingStats.objects.filter(project=project).delete()
-    task_ids = sorted(set(Ranking.objects.filter(task__project=project).values_list("task_id", flat=True)))
-    for task_id in task_ids:
+    # tasks with a labeler's ranking, or two rankings or more: a task holding one imported preference
+    # adds nothing but that preference, counted below (a million-line import stays a single count)
+    rankings = Ranking.objects.filter(task__project=project).order_by()
+    task_ids = set(rankings.filter(labeler__isnull=False).values_list("task_id", flat=True))
+    task_ids |= set(rankings.values("task_id").annotate(n=Count("pk")).filter(n__gte=2).values_list("task_id", flat=True))
+    for task_id in sorted(task_ids):
         with transaction.atomic():
             task = RankingTask.objects.select_for_update().filter(pk=task_id).first()
             if task is not None:
                 ranking_task_stats_sync(task=task)
+    imported_rankings_counted(project_id=project.pk, count=rankings.filter(is_imported=True).count())
     skips = Counter(Skip.objects.filter(task__project=project).values_list("labeler_id", flat=True))
     with transaction.atomic():
         LabelerStats.objects.bulk_create(

@@ -5,6 +5,8 @@ say what a recount from the rankings says after every kind of change, and that e
 fixed number of queries whatever the number of tasks, rankings and labelers (no N+1 coming back).
 """
 
+import io
+import json
 import random
 
 import pytest
@@ -12,8 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Role
-from ranking.models import LabelerStats, ProjectRankingStats
+from ranking.models import LabelerStats, ProjectRankingStats, RankingTask
 from ranking.selectors import labeler_stats, project_ranking_quality
+from ranking.services.imports import ranking_tasks_import
 from ranking.services.leasing import ranking_task_skip
 from ranking.services.rankings import ranking_submit
 from ranking.services.stats import median_from_histogram, ranking_project_stats_rebuild
@@ -72,7 +75,7 @@ def _figures_snapshot(project):
     }
     totals = ProjectRankingStats.objects.filter(project=project).first()
     coincidences = {k: round(v, 9) for k, v in totals.coincidences.items() if round(v, 9)} if totals else {}
-    return rows, (totals.rankings if totals else 0), coincidences
+    return rows, (totals.rankings + totals.imported_rankings if totals else 0), coincidences
 
 
 def test_the_running_figures_equal_a_recount_after_submits_gold_disable_and_recompute(project, make_member):
@@ -106,6 +109,26 @@ def test_the_running_figures_equal_a_recount_after_submits_gold_disable_and_reco
     assert _figures_snapshot(project) == kept
     assert kept[1] == sum(task.rankings.count() for task in tasks if task.pk != tasks[1].pk)
     assert LabelerStats.objects.get(project=project, labeler=labelers[0]).skipped == 1
+
+
+def test_an_import_counts_its_preferences_once_and_a_recount_agrees(project, make_member):
+    project.rankings_per_task = 2
+    project.save()
+    lines = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: good", "rejected": f"\n\nHuman: q{i}\n\nAssistant: bad"}
+             for i in range(2)]
+    file = io.BytesIO("".join(json.dumps(line) + "\n" for line in lines).encode())
+    assert ranking_tasks_import(project=project, file=file, format="hh-rlhf", created_by=None).rankings_imported == 2
+    assert project_ranking_quality(project=project).rankings == 2
+    task = RankingTask.objects.filter(project=project).order_by("pk").first()
+    good, bad = response_ids(task)
+    labeler = make_member(project)
+    _rank(task, labeler, [[bad], [good]])  # against the imported preference
+    quality = project_ranking_quality(project=project)
+    assert quality.rankings == 3 and quality.alpha is not None
+    assert labeler_stats(project=project, labeler=labeler).agreement == -1.0
+    kept = _figures_snapshot(project)
+    ranking_project_stats_rebuild(project=project)
+    assert _figures_snapshot(project) == kept
 
 
 def test_disabling_a_task_takes_its_rankings_out_of_the_figures_and_enabling_puts_them_back(project, make_member):
