@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from annotation.models import ReviewDecision, Role
 from annotation.services.dialogues import dialogue_review, dialogue_submit
 from annotation.services.projects import guideline_publish
+from ranking.models import ImportJobState, RankingImportJob
 from tests.annotation.factories import DialogueFactory, PromptFactory
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.ranking.factories import RankingFactory, RankingTaskFactory
@@ -67,6 +68,8 @@ def site_build() -> Site:
     base = trained_model(project, kind=ModelKind.BASE, run_kind=RunKind.SFT, name="base")
     sft = trained_model(project, kind=ModelKind.SFT, run_kind=RunKind.SFT, name="sft-1", parent=base)
     evaluation_answered(project, [base, sft], prompts=1)
+    RankingImportJob.objects.create(project=project, created_by=users[Role.MANAGER], format="ranking-jsonl",
+                                    file_name="big.jsonl", state=ImportJobState.RUNNING, lines_total=100, lines_done=40)
     return Site(project=project, users=users, run_url=f"/projects/{project.pk}/training/runs/{run.pk}/")
 
 
