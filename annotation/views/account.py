@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -31,7 +32,9 @@ def account_tokens(request):
         created, secret = api_token_create(user=request.user, name=form.cleaned_data["name"])
         form = ApiTokenCreateForm()
     response = render(request, "annotation/account_tokens.html", {
-        "form": form, "tokens": api_token_list_for_owner(user=request.user), "now": timezone.now(),
+        "form": form, "now": timezone.now(),
+        # a script that logs in through the API on every run makes many tokens: pages of 50
+        "tokens": Paginator(api_token_list_for_owner(user=request.user), 50).get_page(request.GET.get("page")),
         "created": created, "secret": secret, "token_days": settings.RLHF_API_TOKEN_DAYS,
     }, status=201 if created else 200)
     if secret:

@@ -161,3 +161,14 @@ def test_a_superuser_sees_tokens_in_admin_without_secrets_and_revokes_them():
     assert token_client(secret).get("/api/projects/").status_code == 401
     token.refresh_from_db()
     assert token.revoked_reason == "admin"
+
+
+def test_tokens_page_shows_fifty_tokens_a_page():
+    user = UserFactory()
+    for index in range(55):
+        api_token_create(user=user, name=f"run {index}")
+    client = Client()
+    client.force_login(user)
+    first = client.get("/account/tokens/")
+    assert len(first.context["tokens"]) == 50 and "Page 1 of 2" in first.content.decode()
+    assert len(client.get("/account/tokens/?page=2").context["tokens"]) == 5
