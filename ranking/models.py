@@ -150,10 +150,10 @@ class RankingTask(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["project", "status", "is_gold"]),
-            # `next`: open, not gold; evaluation tasks first ("evaluation" sorts after "ranking", hence
-            # DESC), then nearest to completion, then oldest
+            # `next`: open, not gold; evaluation tasks first ("evaluation" sorts before "ranking", hence
+            # ASC), then nearest to completion, then oldest
             models.Index(
-                fields=["project", "-purpose", "-rankings_count", "id"],
+                fields=["project", "purpose", "-rankings_count", "id"],
                 condition=Q(status="open", is_gold=False),
                 name="ranking_task_next_idx",
             ),

@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
             model_name="rankingtask",
             index=models.Index(
                 condition=models.Q(("is_gold", False), ("status", "open")),
-                fields=["project", "-purpose", "-rankings_count", "id"],
+                fields=["project", "purpose", "-rankings_count", "id"],
                 name="ranking_task_next_idx",
             ),
         ),

@@ -89,9 +89,9 @@ def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool) -> Q
     if gold:
         return tasks.order_by("rankings_count", "pk")
     # evaluation tasks first: there are few, and a new policy may wait for their verdict to be promoted
-    # ("evaluation" > "ranking", so purpose DESC puts them first, as the index does)
+    # ("evaluation" < "ranking", so purpose ASC puts them first, as the index does)
     return tasks.filter(rankings_count__lt=project.rankings_per_task - F("leases_count")).order_by(
-        "-purpose", "-rankings_count", "pk"
+        "purpose", "-rankings_count", "pk"
     )
 
 

@@ -136,7 +136,7 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
     assert lease is not None and lease.task.rankings_count == 1  # nearest to completion first
 
     plans = _plans(ranking_next)
-    picks = [plan for sql, plan in plans if '"ranking_rankingtask"."purpose" DESC' in sql]
+    picks = [plan for sql, plan in plans if '"ranking_rankingtask"."purpose" ASC' in sql]
     assert picks and "ranking_task_next_idx" in picks[0] and _walks_in_order(picks[0]), picks
     for sql, plan in plans:
         assert not _seq_scans(plan, "ranking_rankingtask"), (sql, plan)
@@ -152,7 +152,7 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
         assert not _seq_scans(plan, "annotation_prompt"), (sql, plan)
     # run for real: each walk reads a few rows, not the 100,000 done prompts nor the 200,000 tasks
     walk_sql = [query for query in prompt_next if query["sql"].startswith('SELECT "annotation_prompt"."id" AS "id"')]
-    pick_sql = [query for query in ranking_next if '"ranking_rankingtask"."purpose" DESC' in query["sql"]]
+    pick_sql = [query for query in ranking_next if '"ranking_rankingtask"."purpose" ASC' in query["sql"]]
     [(_, prompt_walk)] = _plans(walk_sql[:1], analyze=True)
     [(_, task_walk)] = _plans(pick_sql[:1], analyze=True)
     assert _rows_read(prompt_walk, "annotation_prompt") < 1_000, prompt_walk
