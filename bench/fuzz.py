@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--per-operation", type=int, default=160, help="generated requests per operation and round")
     parser.add_argument("--roles", default="labeler,reviewer,manager,engineer,outsider")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--operations", default="", help='only these, comma-separated: "POST /api/runs/,GET /api/runs/"')
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz.json"))
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the database on the way out
@@ -64,11 +65,13 @@ def main() -> int:
         schema = schema_load(world.tokens["manager"])
         started, cases, seed = time.monotonic(), [], args.seed
         while len(cases) < args.requests_per_role:
-            cases += cases_generate(schema, ids=world.ids, per_operation=args.per_operation, seed=seed)
+            only = {label.strip() for label in args.operations.split(",") if label.strip()} or None
+            cases += cases_generate(schema, ids=world.ids, per_operation=args.per_operation, seed=seed, only=only)
             seed += 1
             print(f"generated {len(cases)} requests", flush=True)
         report = {"generated_requests": len(cases), "generation_seconds": round(time.monotonic() - started, 1),
-                  "per_operation": args.per_operation, "seed": args.seed, "roles": {}}
+                  "per_operation": args.per_operation, "seed": args.seed, "operations": args.operations or "all",
+                  "roles": {}}
         for role in args.roles.split(","):
             started = time.monotonic()
 

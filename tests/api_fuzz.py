@@ -111,19 +111,21 @@ class FuzzResult:
         self.examples += other.examples[: max(0, 40 - len(self.examples))]
 
 
-def operations(schema: schemathesis.BaseSchema) -> list:
+def operations(schema: schemathesis.BaseSchema, *, only: set[str] | None = None) -> list:
+    """Every operation but the excluded ones (``only``: those labels, "POST /api/runs/", alone)."""
     found = [result.ok() for result in schema.get_all_operations()]
-    return sorted((op for op in found if (op.method.upper(), op.path) not in EXCLUDED), key=lambda op: op.label)
+    kept = (op for op in found if (op.method.upper(), op.path) not in EXCLUDED and (not only or op.label in only))
+    return sorted(kept, key=lambda op: op.label)
 
 
 def cases_generate(schema: schemathesis.BaseSchema, *, ids: dict[str, list], per_operation: int,
-                   seed: int = 0) -> list:
+                   seed: int = 0, only: set[str] | None = None) -> list:
     """Generate about ``per_operation`` requests for every operation: positive and negative, each half on
     existing ids (when the path names one) and half on generated ones. The same requests are then sent
     as each role (``cases_send``): generating costs more than sending."""
     cases: list = []
     rng = random.Random(seed)
-    for operation in operations(schema):
+    for operation in operations(schema, only=only):
         names = [p.name for p in operation.path_parameters]
         others = [p for p in operation.iter_parameters() if p.location != "path"] or operation.body
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

@@ -78,8 +78,9 @@ class TrainingSnapshotRefSerializer(serializers.Serializer):
 class TrainingErrorOutputSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What to fix, in words.")
     errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False,
-        help_text='The request fields at fault, dotted: {"config.learning_rat": ["unknown key …"]}.',
+        # a list field's errors come per item: {"models": {"0": ["A valid integer is required."]}}
+        child=serializers.JSONField(), required=False,
+        help_text='The request fields at fault, dotted, with their messages: {"config.learning_rat": ["unknown key …"]}.',
     )
     run = serializers.IntegerField(
         required=False, allow_null=True, help_text="409 on a trigger: the same run, already queued or running."
