@@ -171,11 +171,17 @@ def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease
             with transaction.atomic():
                 task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
                 if task is None:
-                    # every candidate left is being given to someone else this instant: wait for one
-                    # rather than answer "nothing left" while slots may remain
-                    task = candidates.select_for_update(of=("self",)).first()
-                if task is None:
-                    return None
+                    # every candidate left is being given to someone else this instant: wait for the
+                    # first rather than answer "nothing left" while slots may remain. Wait on that row
+                    # alone: a locking walk that waits keeps the lock of each row it then finds changed
+                    # and passes over (PostgreSQL's recheck), and two such walks deadlock
+                    waiting_for = candidates.values_list("pk", flat=True).first()
+                    if waiting_for is None:
+                        return None
+                    task = RankingTask.objects.select_for_update().filter(pk=waiting_for).first()
+                    if task is None or not candidates.filter(pk=waiting_for).exists():
+                        tried.append(waiting_for)  # gone, complete or no longer for me meanwhile
+                        raise _TaskFull
                 # the candidate query read an older snapshot; recount now that the row lock is ours
                 _task_counts_settle(task=task, now=now)
                 if gold or task.rankings_count + task.leases_count < project.rankings_per_task:
