@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from ranking.models import Ranking, RankingTask
@@ -49,7 +50,8 @@ def ranked_task(project, orders: list[list[list[int]]], *, ranked_at: datetime, 
     for order in orders:
         Ranking.objects.create(task=task, labeler=UserFactory(), order=[[ids[i] for i in group] for group in order])
     Ranking.objects.filter(task=task).update(created_at=ranked_at)
-    ranking_task_consensus_refresh(task=task)
+    with transaction.atomic():  # the service expects the caller's transaction (it locks stats rows)
+        ranking_task_consensus_refresh(task=task)
     if task.consensus_at is not None:
         RankingTask.objects.filter(pk=task.pk).update(consensus_at=completed_at or ranked_at)
     task.refresh_from_db()
