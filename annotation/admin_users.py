@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError
+from django.db import models
 
-from annotation.admin_scoping import autocomplete_user_choices
-from annotation.models import ApiToken, ApiTokenRevocation
+from annotation.admin_scoping import autocomplete_user_choices, managed_project_ids
+from annotation.models import ApiToken, ApiTokenRevocation, Membership
 from annotation.services.api_tokens import api_token_revoke
 from annotation.usernames import user_find_by_username, username_normalize
 
@@ -44,6 +45,19 @@ if admin.site.is_registered(User):
 class CanonicalUsernameUserAdmin(UserAdmin):
     add_form = CanonicalUserCreationForm
     form = CanonicalUserChangeForm
+
+    def get_queryset(self, request):
+        """A staff manager lists and opens only the people of the projects they manage (and themselves).
+
+        The autocomplete is left whole here (a manager adds people who are not members yet) and is
+        narrowed per source field by ``get_search_results``; it shows usernames only, never emails.
+        """
+        queryset = super().get_queryset(request)
+        match = getattr(request, "resolver_match", None)
+        if request.user.is_superuser or (match is not None and match.url_name == "autocomplete"):
+            return queryset
+        members = Membership.objects.filter(project_id__in=managed_project_ids(request.user)).values("user_id")
+        return queryset.filter(models.Q(pk__in=members) | models.Q(pk=request.user.pk))
 
     def get_search_results(self, request, queryset, search_term):
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
