@@ -98,6 +98,7 @@ from annotation.models import Dialogue, DialogueStatus, Prompt, Review, ReviewDe
 from annotation.services.dialogues import (  # noqa: E402
     TurnData,
     dialogue_decide_as_manager,
+    prompt_demonstrations_recount,
     turns_check_complete,
     turns_check_draft,
 )
@@ -212,6 +213,19 @@ class DialogueAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAd
             .get_queryset(request)
             .annotate(n_turns=Coalesce(Subquery(turns.values("n")), 0), opening_text=Subquery(opening))
         )
+
+    # a submitted or accepted dialogue deleted here no longer counts for its prompt: without the
+    # recount `next-prompt` would skip the prompt as if it had its demonstrations
+    def delete_queryset(self, request, queryset):
+        prompt_ids = [pk for pk in queryset.values_list("prompt_id", flat=True).distinct() if pk is not None]
+        super().delete_queryset(request, queryset)
+        for prompt_id in prompt_ids:
+            prompt_demonstrations_recount(prompt_id=prompt_id)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        if obj.prompt_id is not None:
+            prompt_demonstrations_recount(prompt_id=obj.prompt_id)
 
     def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)

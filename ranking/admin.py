@@ -9,6 +9,7 @@ from annotation.admin_lists import BigTableAdminMixin, project_filter
 from annotation.admin_scoping import ManagedProjectsAdminMixin
 from config.exceptions import ApplicationError
 from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
+from ranking.services.leasing import ranking_tasks_counts_recount
 from ranking.services.tasks import (
     ranking_task_disable,
     ranking_task_gold_from_consensus,
@@ -161,11 +162,16 @@ class RankingAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdm
 
     def delete_queryset(self, request, queryset):
         project_ids = list(queryset.values_list("task__project_id", flat=True).distinct())
+        task_ids = list(queryset.values_list("task_id", flat=True).distinct())
         super().delete_queryset(request, queryset)
+        # the tasks' counts, consensus and status follow (a complete task reopens); with a count left too
+        # high `next` would never pick the task again
+        ranking_tasks_consensus_recompute(task_ids=task_ids)
         stats_recount_later(project_ids=project_ids)
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
+        ranking_tasks_consensus_recompute(task_ids=[obj.task_id])
         stats_recount_later(project_ids=[obj.task.project_id])
 
 
@@ -178,6 +184,20 @@ class LeaseAdmin(BigTableAdminMixin, ManagedProjectsAdminMixin, admin.ModelAdmin
     search_fields = ["=task__id", "labeler__username"]
     raw_id_fields = ["task", "labeler"]
     fixed_once_saved = ("task", "labeler")
+
+    # a lease added, moved or deleted here changes its task's live-lease count: recount it from the rows
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        ranking_tasks_counts_recount(task_ids=[obj.task_id])
+
+    def delete_queryset(self, request, queryset):
+        task_ids = list(queryset.values_list("task_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        ranking_tasks_counts_recount(task_ids=task_ids)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        ranking_tasks_counts_recount(task_ids=[obj.task_id])
 
 
 @admin.register(Skip)

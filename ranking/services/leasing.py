@@ -59,6 +59,14 @@ def ranking_task_counts_refresh(*, task_ids, now=None) -> None:
     )
 
 
+@transaction.atomic
+def ranking_tasks_counts_recount(*, task_ids) -> None:
+    """Lock these tasks (in id order) and recount their rankings and live leases, after rows changed around
+    the services (Django admin): a count left too high hides a task from `next` for good."""
+    tasks = RankingTask.objects.select_for_update().filter(pk__in=task_ids).order_by("pk")
+    ranking_task_counts_refresh(task_ids=list(tasks.values_list("pk", flat=True)))
+
+
 def _task_counts_settle(*, task: RankingTask, now) -> None:
     """Recount ``task``'s rankings and live leases into its fields (not saved); the caller holds its row lock."""
     counts = (
