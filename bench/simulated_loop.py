@@ -89,11 +89,18 @@ def main() -> int:
         figures["error"] = f"{type(error).__name__}: {error}"
         traceback.print_exc()
     finally:
-        _stop(processes)
+        # the figures are written before the platform is stopped: a warm shutdown can take a minute, and
+        # a device call's time limit (SIGTERM) landing in it once lost every figure of a run
         figures["total_s"] = round(time.monotonic() - started, 1)
         figures["device"] = _device()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        try:
+            _stop(processes)
+        except KeyboardInterrupt:  # a second signal while stopping: stop hard
+            for process in processes.values():
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
         print(json.dumps(_headline(figures), indent=2, default=str))
         print(f"figures: {args.out}; platform logs: {var}/logs" + ("" if args.keep else " (removed: --keep keeps them)"))
         if not args.keep:
