@@ -21,6 +21,7 @@ from simulator.answers import VOCABULARY
 
 _WORD = re.compile(r"[A-Za-z']+")
 _GOOD = re.compile(r"\bgood\b", re.IGNORECASE)
+MIN_SHARE_WORDS = 4
 
 
 def tiny_score(text: str) -> float:
@@ -29,15 +30,18 @@ def tiny_score(text: str) -> float:
     "Real" words are those of the built demonstrations and prompts (``answers.VOCABULARY``), so among
     answers with as many "good"s, language beats gibberish: the base model's first answers differ in
     something a trained policy gets better at, and exact ties are rarer. The tie-breaker is a share,
-    not a length, so no policy gains by writing less or more: a length term, tried first, was all that
-    told the base model's gibberish apart, the reward model learnt it from those rankings, and PPO
-    shortened its answers instead of writing "good".
+    not a length, so no policy gains by writing more: a length term, tried first, was all that told the
+    base model's gibberish apart, the reward model learnt it from those rankings, and PPO shortened its
+    answers instead of writing "good". The share still counts at least MIN_SHARE_WORDS words, so
+    writing less does not pay either (see below).
     """
     words = _WORD.findall(text.lower())
     if not words:
         return 0.0
     known = sum(word in VOCABULARY for word in words)
-    return len(_GOOD.findall(text)) + 0.5 * known / len(words)
+    # the share counts at least MIN_SHARE_WORDS words: a two-word answer ("be later.") earned the full
+    # tie-breaker, and PPO learnt to write nothing else (its reward model liked short clean answers)
+    return len(_GOOD.findall(text)) + 0.5 * known / max(len(words), MIN_SHARE_WORDS)
 
 
 _REFUSALS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i'm not able", "i am not able")

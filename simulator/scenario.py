@@ -69,11 +69,11 @@ class Plan:
 # The suite's tiny models on 2 CPU cores (tests/e2e/test_simulated_loop.py says why each size; the test
 # leaves DPO out, bench/simulated_loop.py --tiny keeps it).
 TINY = Plan(
-    name="tiny", preference="tiny", source="built", prompts=340, demonstrations=40, accept_from=0.5,
+    name="tiny", preference="tiny", source="built", prompts=480, demonstrations=40, accept_from=0.5,
     base_model={"tiny": {}},
     loop={
         "sft_min_new_demonstrations": 40, "reward_min_new_rankings": 180, "prompts_per_sampling_job": 30,
-        "queue_low_water": 10, "preference_method": "reward_ppo", "auto_promote": True, "evaluation_prompts": 100,
+        "queue_low_water": 10, "preference_method": "reward_ppo", "auto_promote": True, "evaluation_prompts": 200,
         "config_templates": {
             "sft": {"max_steps": 120, "per_device_batch_size": 8, "max_length": 64, "learning_rate": 1.5e-3,
                     "lr_scheduler": "constant", "log_every": 10, "save_every": 1000},

@@ -34,3 +34,9 @@ def test_preferences_are_found_by_name():
         assert "tiny" in str(error)
     else:
         raise AssertionError("an unknown preference must be refused")
+
+
+def test_tiny_a_very_short_answer_earns_less_of_the_tie_breaker():
+    # PPO once learnt to answer "be later." to everything: two real words earned the whole share
+    assert tiny_score("be later.") < tiny_score("The cat learned to read.")
+    assert tiny_score("This is very good.") > tiny_score("be later.") + 0.9
