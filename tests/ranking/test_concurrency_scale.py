@@ -11,7 +11,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -19,6 +18,7 @@ from ranking.models import Lease, Ranking, RankingTask
 from ranking.services.leasing import leases_purge_expired, ranking_task_lease_next, ranking_task_skip
 from ranking.services.rankings import ranking_submit
 from tests.concurrency import run_at_once
+from tests.ranking.bulk import tasks_bulk_insert
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,24 +28,7 @@ ROUNDS = 10
 
 
 def _tasks(project) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO ranking_rankingtask (project_id, context, status, source, purpose, is_gold, import_hash,
-                                             created_at)
-            SELECT %s, '[{"role": "user", "content": "q"}]'::jsonb, 'open', 'api', 'ranking', false, '', now()
-            FROM generate_series(1, %s)
-            """,
-            [project.pk, TASKS],
-        )
-        cursor.execute(
-            """
-            INSERT INTO ranking_response (task_id, content, generator, position)
-            SELECT t.id, 'answer ' || p, 'm', p FROM ranking_rankingtask t CROSS JOIN generate_series(0, 2) p
-            WHERE t.project_id = %s
-            """,
-            [project.pk],
-        )
+    tasks_bulk_insert(project, count=TASKS, answers=3)
 
 
 def test_labelers_racing_on_thousands_of_tasks_keep_every_guarantee(project, make_member):

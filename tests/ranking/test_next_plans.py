@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from annotation.services.dialogues import prompt_lease_next
 from ranking.services.leasing import leases_reclaim_expired, ranking_task_lease_next
+from tests.ranking.bulk import tasks_bulk_insert
 from training.selectors.loop import loop_status
 
 pytestmark = pytest.mark.django_db
@@ -25,24 +26,8 @@ PROMPTS = 200_000
 
 
 def _build(project, *, ranked_by) -> None:
+    tasks_bulk_insert(project, count=TASKS, answers=2)
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO ranking_rankingtask (project_id, context, status, source, purpose, is_gold, import_hash,
-                                             created_at)
-            SELECT %s, '[{"role": "user", "content": "q"}]'::jsonb, 'open', 'api', 'ranking', false, '', now()
-            FROM generate_series(1, %s)
-            """,
-            [project.pk, TASKS],
-        )
-        cursor.execute(
-            """
-            INSERT INTO ranking_response (task_id, content, generator, position)
-            SELECT t.id, 'answer', 'm', p FROM ranking_rankingtask t CROSS JOIN generate_series(0, 1) p
-            WHERE t.project_id = %s
-            """,
-            [project.pk],
-        )
         # one ranking by someone else on every 200th task, and its counter
         cursor.execute(
             """

@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from annotation.models import Role
 from config import counting
 from ranking.services.stats import ranking_project_stats_rebuild
+from tests.ranking.bulk import tasks_bulk_insert
 
 pytestmark = pytest.mark.django_db
 
@@ -31,25 +32,8 @@ ROWS_READ_BOUND = 5_000
 
 def _build(project, *, labeler, other) -> None:
     """Fill ``project`` with SQL: tasks (K=2), answers, 300 ranked tasks, prompts, dialogues and turns."""
+    tasks_bulk_insert(project, count=TASKS, answers=2)
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO ranking_rankingtask (project_id, context, status, source, purpose, is_gold, import_hash,
-                                             created_at)
-            SELECT %s, jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'Question ' || n)),
-                   'open', 'api', 'ranking', false, '', now()
-            FROM generate_series(1, %s) AS n
-            """,
-            [project.pk, TASKS],
-        )
-        cursor.execute(
-            """
-            INSERT INTO ranking_response (task_id, content, generator, position)
-            SELECT t.id, 'Answer ' || p, 'model', p FROM ranking_rankingtask t CROSS JOIN generate_series(0, 1) AS p
-            WHERE t.project_id = %s
-            """,
-            [project.pk],
-        )
         for labeler_id, every in ((labeler.pk, 400), (other.pk, 800)):
             cursor.execute(
                 """
