@@ -533,7 +533,11 @@ class RankingQualityApi(APIView):
         alpha = serializers.FloatField(allow_null=True, help_text="Krippendorff's alpha, ordinal (fractional ranks).")
         mean_task_agreement = serializers.FloatField(allow_null=True)
         rankings = serializers.IntegerField()
-        counts = serializers.DictField(child=serializers.IntegerField())
+        counts = serializers.DictField(
+            child=serializers.IntegerField(),
+            help_text="Tasks: total, open, complete, gold, disabled; estimated is 1 when total and open are "
+            "PostgreSQL's estimate (more than 20,000 tasks; count_is_estimate in lists), 0 when exact.",
+        )
         labelers = LabelerFiguresOutputSerializer(many=True)
         disagreements = serializers.ListField(child=serializers.DictField())
         flags = serializers.ListField(child=serializers.DictField())

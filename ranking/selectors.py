@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Avg, Count, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -236,21 +237,29 @@ def project_ranking_quality(*, project: Project, disagreements: int = 10) -> Pro
     )
 
 
-def ranking_tasks_waiting_count(*, project: Project, labeler: AbstractBaseUser) -> int:
+class WaitingCount(NamedTuple):
+    """How many tasks a labeler could still be served, and whether that is the planner's estimate."""
+
+    count: int
+    is_estimate: bool
+
+
+def ranking_tasks_waiting_count(*, project: Project, labeler: AbstractBaseUser) -> WaitingCount:
     """Return roughly how many tasks the labeler could still be served (the project page's badge).
 
     Exact while the project has at most EXACT_COUNT_LIMIT open tasks; above, the planner's estimate
     of open tasks less those the labeler ranked or skipped (read through the labeler's own rows),
-    since counting every open task's rankings and leases costs seconds at a million tasks.
+    since counting every open task's rankings and leases costs seconds at a million tasks; then
+    ``is_estimate`` is true and the page says so.
     """
     open_tasks = RankingTask.objects.filter(project=project, status=TaskStatus.OPEN)
     total, estimated = count_or_estimate(open_tasks.filter(is_gold=False))
     if estimated:
         done = Ranking.objects.filter(labeler=labeler, task__project=project, task__status=TaskStatus.OPEN).count()
         skipped = Skip.objects.filter(labeler=labeler, task__project=project, task__status=TaskStatus.OPEN).count()
-        return max(total - done - skipped, 0)
+        return WaitingCount(max(total - done - skipped, 0), is_estimate=True)
     now = timezone.now()
-    return (
+    exact = (
         open_tasks.exclude(pk__in=Ranking.objects.filter(labeler=labeler).values("task"))
         .exclude(pk__in=Skip.objects.filter(labeler=labeler).values("task"))
         .exclude(pk__in=Response.objects.filter(created_by=labeler).values("task"))
@@ -261,3 +270,4 @@ def ranking_tasks_waiting_count(*, project: Project, labeler: AbstractBaseUser) 
         .filter(Q(is_gold=True) | Q(taken__lt=project.rankings_per_task))
         .count()
     )
+    return WaitingCount(exact, is_estimate=False)

@@ -4,14 +4,15 @@ from django import template
 
 from annotation.models import Role
 from annotation.selectors import user_has_role, user_manages_project_data
-from ranking.selectors import ranking_tasks_waiting_count
+from ranking.selectors import WaitingCount, ranking_tasks_waiting_count
 
 register = template.Library()
 
 
 @register.simple_tag
-def ranking_waiting(project, user) -> int:
-    """``{% ranking_waiting project user as n %}``: tasks the user could still be served."""
+def ranking_waiting(project, user) -> WaitingCount:
+    """``{% ranking_waiting project user as waiting %}``: tasks the user could still be served
+    (``waiting.count``; ``waiting.is_estimate`` when it is the planner's estimate)."""
     return ranking_tasks_waiting_count(project=project, labeler=user)
 
 
