@@ -8,6 +8,7 @@ from tests.engine.helpers import model_without_pad_token, read_jsonl, write_json
 from training.engine import reward
 from training.engine.config import config_from_dict
 from training.engine.conversations import render_scored
+from training.engine.errors import EngineError
 from training.engine.run_dir import RunDir
 
 MARKER = "banana"
@@ -202,3 +203,35 @@ def test_a_conversation_ending_in_the_padding_eos_is_scored_at_that_eos(tiny_mod
 
     torch.testing.assert_close(chosen_score[0], expected[0])
     torch.testing.assert_close(rejected_score[0], expected[1])
+
+
+def test_train_top_layers_trains_only_the_top_layers_the_norm_and_the_head(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "pairs.jsonl", marker_rankings(12, seed=7))
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    layers = reward.decoder_layers(before)
+    config = reward.Config(model_path=str(tiny_model), train_top_layers=1, num_epochs=1, learning_rate=1e-2,
+                           per_device_batch_size=4, eval_fraction=0.0, save_every=1000)
+
+    result = reward.main(config, RunDir(tmp_path))
+
+    assert result.status == "succeeded"
+    after = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", num_labels=1)
+    changed = {name for name, weight in after.named_parameters()
+               if not torch.equal(weight, dict(before.named_parameters())[name])}
+    top = f"layers.{len(layers) - 1}."
+    assert changed and all(top in name or "norm" in name or name.startswith("score") for name in changed), changed
+    assert not any(f"layers.{index}." in name for name in changed for index in range(len(layers) - 1))
+    assert any(top in name for name in changed) and not any("embed" in name for name in changed)
+
+
+def test_train_top_layers_beyond_the_model_is_a_clear_config_error(tiny_model, tmp_path):
+    write_jsonl(tmp_path / "pairs.jsonl", marker_rankings(4, seed=8))
+    config = reward.Config(model_path=str(tiny_model), train_top_layers=99, eval_fraction=0.0, save_every=1000)
+
+    with pytest.raises(EngineError, match="train_top_layers is 99 but the model has"):
+        reward.main(config, RunDir(tmp_path))
+
+
+def test_train_top_layers_and_lora_are_refused_together():
+    with pytest.raises(EngineError, match="don't combine"):
+        config_from_dict(reward.Config, {"model_path": "/m", "train_top_layers": 2, "lora": {"r": 4}})

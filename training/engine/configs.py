@@ -56,11 +56,17 @@ class RewardConfig(TrainConfig):
     weigh_by_ranking: bool = True  # pairs weigh 1/(pairs of their ranking); false: every pair weighs 1
     # pair margins are multiplied by this (the ranking export's margin is the rank distance); 0 ignores them
     margin_scale: float = 1.0
+    # 0 trains every weight; N > 0 freezes the embeddings and all but the top N decoder layers (the final
+    # norm and the score head train): on a few hundred pairs the lower layers mostly overfit
+    train_top_layers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)")
         require(self.margin_scale >= 0, "margin_scale must not be negative")
+        require(self.train_top_layers >= 0, "train_top_layers must not be negative")
+        require(self.train_top_layers == 0 or self.lora is None,
+                "train_top_layers and lora don't combine: LoRA already freezes the base weights")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from training.engine.configs import RewardConfig as Config
 from training.engine.data import group_split, read_preference_pairs
+from training.engine.errors import EngineError
 from training.engine.hf import lora_config, train_in_run_folder, trainer_arguments
 from training.engine.losses import pairwise_reward_loss
 from training.engine.reward_model import pad_with_eos_if_missing, score_pairs, tokenize_pairs
@@ -71,6 +72,8 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
     eval_rows, eval_cut = tokenize_pairs(eval_pairs, tokenizer, config.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id  # the score is read at the last non-pad token
+    if config.train_top_layers:
+        freeze_below_top_layers(model, config.train_top_layers)
     arguments = RewardConfig(**trainer_arguments(config, run_dir), eval_strategy="no")
     trainer = RankingRewardTrainer(
         model=model,
@@ -84,6 +87,32 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
     )
     trainer.truncated_pairs = train_cut + eval_cut
     return trainer
+
+
+def freeze_below_top_layers(model, top_layers: int) -> None:
+    """Freeze every weight of a sequence classifier but its top `top_layers` decoder layers, the norm after
+    them and the score head; the optimizer then holds only those (the Trainer skips frozen weights)."""
+    layers = decoder_layers(model)
+    if top_layers > len(layers):
+        raise EngineError(
+            f"config.json: train_top_layers is {top_layers} but the model has {len(layers)} decoder layers"
+        )
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trainable = [*layers[len(layers) - top_layers:], model.score]
+    final_norm = getattr(model.base_model, "norm", None)
+    if final_norm is not None:
+        trainable.append(final_norm)
+    for module in trainable:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+
+
+def decoder_layers(model) -> list:
+    """Return the decoder layers of a transformers model, bottom first."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
