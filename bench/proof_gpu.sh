@@ -5,10 +5,11 @@
 # hh:GPU:RECIPE    bench/hh_reward.py, one recipe, seed 0, 5-fold cross-validation
 # tiny:-:SEED      the tiny simulated loop on the CPU (bench/simulated_loop.py --tiny), 2 threads
 # Needs GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf and HH=/path/hh-rlhf-harmless-sample.jsonl for sim
-# and hh. Each job has its own time limit (LIMIT_S, default 540); JSON goes to $OUT/<job>.json and
-# every job's log, one after another, to $OUT/jobs.log (the device tool returns at most 8 files).
+# and hh. Each job has its own time limit (LIMIT_S, default 540); every job's JSON and log end up in
+# $OUT/proof.tgz (the device tool returns at most 8 files) and the logs, one after another, in $OUT/jobs.log.
 set -u
 OUT=${OUT:-/tmp/proof-out}
+WORK=$(mktemp -d /tmp/proof.XXXX)
 LIMIT_S=${LIMIT_S:-540}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false NCCL_NVLS_ENABLE=0
@@ -19,17 +20,17 @@ for job in "$@"; do
   name="${kind}_${arg}"
   case "$kind" in
     sim) command=(python3 bench/simulated_loop.py --hh "$HH" --base-gguf "$GGUF" --no-dpo --seed "$arg"
-                  --timeout $((LIMIT_S - 60)) --out "$OUT/$name.json") ;;
+                  --timeout $((LIMIT_S - 60)) --out "$WORK/$name.json") ;;
     hh) command=(python3 bench/hh_reward.py --gguf "$GGUF" --hh "$HH" --recipes "$arg" --seeds 0 --folds 5
-                 --out "$OUT/$name.json") ;;
-    tiny) command=(python3 bench/simulated_loop.py --tiny --seed "$arg" --out "$OUT/$name.json") ;;
+                 --out "$WORK/$name.json") ;;
+    tiny) command=(python3 bench/simulated_loop.py --tiny --seed "$arg" --out "$WORK/$name.json") ;;
     *) echo "unknown job $job"; exit 2 ;;
   esac
   if [ "$gpu" = "-" ]; then
     env CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 \
-      timeout -s TERM -k 20 "$LIMIT_S" "${command[@]}" > "/tmp/$name.log" 2>&1 &
+      timeout -s TERM -k 20 "$LIMIT_S" "${command[@]}" > "$WORK/$name.log" 2>&1 &
   else
-    env CUDA_VISIBLE_DEVICES="$gpu" timeout -s TERM -k 20 "$LIMIT_S" "${command[@]}" > "/tmp/$name.log" 2>&1 &
+    env CUDA_VISIBLE_DEVICES="$gpu" timeout -s TERM -k 20 "$LIMIT_S" "${command[@]}" > "$WORK/$name.log" 2>&1 &
   fi
   echo "started $name (pid $!, gpu ${gpu}): ${command[*]}"
   names+=("$name")
@@ -38,7 +39,8 @@ done
 start=$SECONDS
 wait
 for name in "${names[@]}"; do
-  { echo "=== $name"; cat "/tmp/$name.log"; } >> "$OUT/jobs.log"
-  echo "=== $name: last lines"; tail -n 4 "/tmp/$name.log"
+  { echo "=== $name"; cat "$WORK/$name.log"; } >> "$OUT/jobs.log"
+  echo "=== $name: last lines"; tail -n 4 "$WORK/$name.log"
 done
 echo "all jobs done after $((SECONDS - start)) s"
+tar -czf "$OUT/proof.tgz" -C "$WORK" .
