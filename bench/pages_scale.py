@@ -238,6 +238,7 @@ def measure(*, repeat: int) -> list[tuple[str, float, int, float, int]]:
 def _measure(*, repeat: int, Client, reverse) -> list[tuple[str, float, int, float, int]]:
 
     from annotation.models import Project
+    from config.pagination import cursor_encode
     from ranking.models import RankingTask
 
     project = Project.objects.get(slug="a-million-tasks")
@@ -246,6 +247,9 @@ def _measure(*, repeat: int, Client, reverse) -> list[tuple[str, float, int, flo
     assert manager.login(username="manager", password=PASSWORD)
     assert labeler.login(username="labeler05", password=PASSWORD)
     pid = project.pk
+    tasks = RankingTask.objects.filter(project=project).order_by("pk").values_list("pk", flat=True)
+    # the next links' cursors of pages 1000 and 18,000 (50 a page): keyset pages, no OFFSET
+    deep, deeper = (cursor_encode([tasks[n - 1]]) for n in (50_000, 900_000))
     pages = [
         ("project page (labeler)", labeler, reverse("project-detail", args=[pid])),
         ("project page (manager)", manager, reverse("project-detail", args=[pid])),
@@ -255,7 +259,9 @@ def _measure(*, repeat: int, Client, reverse) -> list[tuple[str, float, int, flo
         ("import page", manager, reverse("ranking-import", args=[pid])),
         ("dashboard", labeler, reverse("dashboard")),
         ("API ranking tasks", manager, reverse("api-ranking-tasks") + f"?project={pid}"),
-        ("API ranking tasks, page 1000", manager, reverse("api-ranking-tasks") + f"?project={pid}&offset=50000"),
+        ("API ranking tasks, page 1000 (cursor)", manager, reverse("api-ranking-tasks") + f"?project={pid}&cursor={deep}"),
+        ("API ranking tasks, page 18,000 (cursor)", manager,
+         reverse("api-ranking-tasks") + f"?project={pid}&cursor={deeper}"),
         ("API ranking tasks ?status=complete", manager, reverse("api-ranking-tasks") + f"?project={pid}&status=complete"),
         ("API ranking task", manager, reverse("api-ranking-task-detail", args=[task.pk])),
         ("API my stats", labeler, reverse("api-ranking-stats-me", args=[pid])),

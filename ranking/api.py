@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
 from annotation.services.exports import jsonl_stream
-from config.counting import EstimatedCountPagination
 from config.exceptions import ApplicationError
+from config.pagination import KEYSET_PARAMETERS, KeysetPagination
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
 from ranking.selectors import (
     LabelerFigures,
@@ -220,6 +220,7 @@ class RankingTaskCollectionApi(APIView):
             OpenApiParameter("project", int, required=True),
             OpenApiParameter("status", str, enum=TaskStatus.values),
             OpenApiParameter("is_gold", bool),
+            *KEYSET_PARAMETERS,
         ],
         responses=RankingTaskOutputSerializer(many=True),
     )
@@ -233,7 +234,7 @@ class RankingTaskCollectionApi(APIView):
             status=request.query_params.get("status") or None,
             is_gold=None if is_gold in (None, "") else is_gold.lower() in ("1", "true", "yes"),
         )
-        paginator = EstimatedCountPagination()
+        paginator = KeysetPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response(
             ranking_task_payloads(tasks=page, user=request.user, project=project)

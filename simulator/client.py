@@ -131,15 +131,16 @@ class Client:
         return reply.body
 
     def all_pages(self, path: str) -> list[dict]:
-        """GET every page of a paginated list (``limit``/``offset`` or a plain list)."""
+        """GET every page of a paginated list, following its ``next`` links (or a plain list)."""
         separator = "&" if "?" in path else "?"
         items: list[dict] = []
-        offset = 0
+        url = f"{path}{separator}limit=200"
         while True:
-            page = self.get(f"{path}{separator}limit=200&offset={offset}")
+            page = self.get(url)
             if isinstance(page, list):
                 return page
             items += page["results"]
             if not page.get("next"):
                 return items
-            offset += len(page["results"])
+            parts = urllib.parse.urlsplit(page["next"])  # an absolute link: keep its path and query for this client
+            url = f"{parts.path}?{parts.query}"

@@ -2,13 +2,13 @@
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
-from rest_framework.pagination import LimitOffsetPagination
 
 from annotation.models import Role
 from annotation.selectors.projects import project_get_for_user
 from audit.models import AuditAction
 from audit.selectors import audit_event_list
 from config.exceptions import ApplicationError
+from config.pagination import KeysetPagination
 
 
 class AuditEventOutputSerializer(serializers.Serializer):
@@ -25,10 +25,10 @@ class AuditEventOutputSerializer(serializers.Serializer):
 
 class ProjectAuditListApi(generics.ListAPIView):
     """The project's audit trail, newest first (managers): exports, imports, role changes, promotions,
-    runs triggered, cancelled and resumed. `?action=` keeps one kind; `limit`/`offset` page it."""
+    runs triggered, cancelled and resumed. `?action=` keeps one kind; `limit` and the `next` link's cursor page it."""
 
     serializer_class = AuditEventOutputSerializer
-    pagination_class = LimitOffsetPagination
+    pagination_class = KeysetPagination
 
     @extend_schema(parameters=[OpenApiParameter("action", str, enum=AuditAction.values)])
     def get(self, request, *args, **kwargs):

@@ -39,6 +39,7 @@ from annotation.services.dialogues import (
 from annotation.services.exports import jsonl_stream, sft_export_prepare
 from annotation.services.imports import FORMATS, project_import
 from config.ids import parse_object_id
+from config.pagination import KeysetPagination
 
 PROJECT_PARAMETER = OpenApiParameter("project", OpenApiTypes.INT, description="Only this project (id).")
 
@@ -135,6 +136,7 @@ class PromptListCreateApi(generics.ListAPIView):
     """List the prompts of my projects (?project=ID for one), or add a prompt to a project's queue."""
 
     serializer_class = PromptOutputSerializer
+    pagination_class = KeysetPagination  # pages by cursor: a deep page costs what the first costs
 
     @extend_schema(parameters=[PROJECT_PARAMETER])
     def get(self, request, *args, **kwargs):
@@ -167,6 +169,7 @@ class DialogueListCreateApi(generics.ListAPIView):
     """List my dialogues (?project=, ?status=), or start a draft with `turns: [{role, content}]`."""
 
     serializer_class = DialogueOutputSerializer
+    pagination_class = KeysetPagination  # pages by cursor: a deep page costs what the first costs
 
     @extend_schema(
         parameters=[
@@ -291,6 +294,7 @@ class DialogueReviewQueueApi(generics.ListAPIView):
     """Submitted dialogues waiting for my review, oldest first (?project=ID for one project)."""
 
     serializer_class = DialogueOutputSerializer
+    pagination_class = KeysetPagination  # pages by cursor: a deep page costs what the first costs
 
     @extend_schema(parameters=[PROJECT_PARAMETER])
     def get(self, request, *args, **kwargs):

@@ -134,7 +134,7 @@ def prompt_list_for_user(*, user: AbstractBaseUser, project_id: int | None = Non
     return prompts.annotate(
         demonstrations=dialogues_of_prompt([DialogueStatus.SUBMITTED, DialogueStatus.ACCEPTED]),
         accepted=dialogues_of_prompt([DialogueStatus.ACCEPTED]),
-    ).order_by("project_id", "id")
+    ).order_by("id")  # oldest first: a deep page starts at its cursor on the primary key (KeysetPagination)
 
 
 def project_demonstration_figures(*, project: Project) -> dict:

@@ -19,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Role
 from config import counting
+from config.pagination import cursor_encode
 from ranking.services.stats import ranking_project_stats_rebuild
 from tests.ranking.bulk import tasks_bulk_insert
 
@@ -132,6 +133,32 @@ PAGES = [
 ]
 
 
+def _deep_cursor(sql: str, params: list) -> str:
+    """The cursor of the page after the row that ``sql`` (ORDER BY … OFFSET … LIMIT 1) finds: set-up only."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor_encode(list(cursor.fetchone()))
+
+
+def _deep_pages(project, users) -> list[tuple[str, str, int]]:
+    """(role, url, first id expected) of API list pages that start ~100,000 / ~30,000 / ~9,000 rows in."""
+    task_sql = "SELECT id FROM ranking_rankingtask WHERE project_id = %s ORDER BY id OFFSET 100000 LIMIT 1"
+    prompt_sql = "SELECT id FROM annotation_prompt WHERE project_id = %s ORDER BY id OFFSET 30000 LIMIT 1"
+    dialogue_sql = ("SELECT updated_at, id FROM annotation_dialogue WHERE author_id = %s "
+                    "ORDER BY updated_at DESC, id DESC OFFSET 9000 LIMIT 1")
+    pages = []
+    for role, path, sql, params in [
+        ("manager", "/api/ranking-tasks/?project={pid}&cursor={cursor}", task_sql, [project.pk]),
+        ("manager", "/api/prompts/?project={pid}&cursor={cursor}", prompt_sql, [project.pk]),
+        ("other", "/api/dialogues/?project={pid}&cursor={cursor}", dialogue_sql, [users["other"].pk]),
+    ]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("LIMIT 1", "LIMIT 2"), params)
+            after = cursor.fetchall()[1][-1]  # the first row of the deep page
+        pages.append((role, path.format(pid=project.pk, cursor=_deep_cursor(sql, params)), after))
+    return pages
+
+
 def test_no_page_reads_a_big_table_through(client, project, make_member, django_user_model, monkeypatch):
     monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", EXACT_LIMIT)
     project.rankings_per_task = 2
@@ -158,3 +185,21 @@ def test_no_page_reads_a_big_table_through(client, project, make_member, django_
             if sql.lstrip().upper().startswith("SELECT"):
                 failures += [f"{role} {url}: {scan}\n    {sql[:400]}" for scan in _too_big_scans(sql)]
     assert not failures, "\n".join(failures)
+
+    # deep pages of the API lists: the next link's cursor starts the walk at its row (keyset), so a page
+    # 100,000 rows in reads what the first page reads; OFFSET would read every row before it
+    for role, url, first_id in _deep_pages(project, users):
+        client.force_login(users[role])
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200, (role, url, response.status_code)
+        body = response.json()
+        assert body["results"][0]["id"] == first_id and body["next"] and body["previous"], url
+        for query in queries.captured_queries:
+            sql = query["sql"]
+            if sql.lstrip().upper().startswith("SELECT"):
+                failures += [f"{role} {url}: {scan}\n    {sql[:400]}" for scan in _too_big_scans(sql)]
+    assert not failures, "\n".join(failures)
+    client.force_login(users["manager"])
+    deep_offset = client.get(f"/api/ranking-tasks/?project={project.pk}&offset=100000")
+    assert deep_offset.status_code == 400 and "next" in deep_offset.json()["detail"]
