@@ -1,9 +1,11 @@
 """Exports and imports at a million tasks: preference pairs streamed per second and peak memory, tasks imported per second.
 
     .venv/bin/python bench/io_scale.py [--tasks 1000000] [--rankings 100000] [--import-lines 1000000]
-                                       [--old-size 20000] [--out bench/results/io-scale.json]
+                                       [--old-size 20000] [--out bench/results/io-scale.json] [--db rlhf_bench_io]
+    .venv/bin/python bench/io_scale.py --import-only [--import-runs 3] [--compare-lines 100000]
+                                       [--compare-commit d3b153d] [--db NAME]
 
-In a scratch PostgreSQL database (`rlhf_bench_io`, dropped and made again; the schema by `migrate`)
+In a scratch PostgreSQL database (``--db``, `rlhf_bench_io` by default, dropped and made again; the schema by `migrate`)
 it builds one project of ``--tasks`` ranking tasks (K = 4 answers, SQL `generate_series`), first
 with 1,000 of them ranked (the issue's case: 321 s and 1 GB before), then with ``--rankings`` ranked
 (6 pairs each), and times the preference export each time through the real HTTP view (Django's
@@ -13,7 +15,10 @@ Then it writes a ``--import-lines`` ranking-jsonl file (K = 4) and imports it as
 (`ranking_import_job_run`, in a child process), polling the job's `lines_done` from this process
 as the page does, and checks the task count. ``--old-size`` runs the code before issue 11 (the
 export and import modules of commit f5ce176, loaded from git) and the new code on a project of
-that size in the same run, for the ratio.
+that size in the same run, for the ratio. ``--import-only`` skips the exports and, with
+``--import-runs N``, imports a ``--compare-lines`` file N times with the import module of
+``--compare-commit`` and N times with today's, alternating, each into a fresh project, for the
+median tasks/s of each and their ratio on the same machine at the same time.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "rlhf_bench_io"
+DB_NAME = os.environ.get("BENCH_IO_DB", "rlhf_bench_io")  # --db sets it, for the child processes too
 OLD_COMMIT = "f5ce176"  # the last commit with the export and import of before issue 11
 K = 4
 DATA_ROOT = Path("/tmp/rlhf-bench-io")
@@ -39,6 +44,7 @@ def _env() -> dict:
     env.update({
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "BENCH_IO_DB": DB_NAME,
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/3"),
         "TEST_CACHE_URL": os.environ.get("TEST_CACHE_URL", "redis://127.0.0.1:6379/4"),
         "RLHF_DATA_ROOT": str(DATA_ROOT),
@@ -117,12 +123,12 @@ def rank(*, project_id: int, count: int, labeler_id: int) -> None:
     _sql("ANALYZE", [])
 
 
-def _old_module(name: str):
-    """The module ``ranking/services/<name>.py`` as it was at OLD_COMMIT."""
+def _old_module(name: str, commit: str = OLD_COMMIT):
+    """The module ``ranking/services/<name>.py`` as it was at ``commit``."""
     import importlib.util
     import tempfile
 
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:ranking/services/{name}.py"], cwd=ROOT, check=True,
+    source = subprocess.run(["git", "show", f"{commit}:ranking/services/{name}.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / f"old_{name}.py"
     path.write_text(source)
@@ -196,7 +202,7 @@ def child_import(project_id: int, path: str, code: str) -> dict:
         assert job.state == "done", (job.state, job.error)
         created = job.tasks_created
     else:
-        old = _old_module("imports")
+        old = _old_module("imports", code.partition("@")[2] or OLD_COMMIT)  # "old" or "old@COMMIT"
         with open(path, "rb") as handle:
             created = old.ranking_tasks_import(project=project, file=handle, format="ranking-jsonl",
                                                created_by=None).tasks_created
@@ -242,7 +248,27 @@ def write_jsonl(path: Path, lines: int, *, offset: int = 0) -> int:
     return path.stat().st_size
 
 
+def _import_compare(*, runs: int, lines: int, commit: str) -> dict:
+    """Import one file with the code of ``commit`` and with today's, alternating; medians and their ratio."""
+    import statistics
+
+    from annotation.models import Project
+
+    path = DATA_ROOT / "imports/bench-compare.jsonl"
+    figures: dict[str, list] = {"old": [], "new": []}
+    for run in range(runs):
+        for code in ("old", "new"):
+            write_jsonl(path, lines, offset=20_000_000)  # the job deletes the file it read
+            project = Project.objects.create(name=f"io-compare-{code}-{run}", slug=f"io-compare-{code}-{run}")
+            figures[code].append(_run_child("import", str(project.pk), str(path),
+                                            "new" if code == "new" else f"old@{commit}"))
+    medians = {code: statistics.median(run["tasks_per_s"] for run in runs_) for code, runs_ in figures.items()}
+    return {"lines": lines, "old_commit": commit, "runs": figures,
+            "median_tasks_per_s": medians, "ratio_new_over_old": round(medians["new"] / medians["old"], 2)}
+
+
 def main() -> None:
+    global DB_NAME
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--rankings", type=int, default=100_000)
@@ -250,8 +276,13 @@ def main() -> None:
     parser.add_argument("--old-size", type=int, default=20_000)
     parser.add_argument("--out", default="bench/results/io-scale.json")
     parser.add_argument("--import-only", action="store_true", help="skip the exports (and the million-task build)")
+    parser.add_argument("--import-runs", type=int, default=0, help="old-vs-new import pairs (with --import-only)")
+    parser.add_argument("--compare-lines", type=int, default=100_000)
+    parser.add_argument("--compare-commit", default="d3b153d", help="the import code to compare with")
+    parser.add_argument("--db", default=DB_NAME, help="the scratch database (dropped and made again)")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
+    DB_NAME = args.db
     if args.child:
         _django()
         kind, *rest = args.child
@@ -306,6 +337,11 @@ def main() -> None:
         rank(project_id=big, count=args.rankings - 1_000, labeler_id=labeler.pk)
         results[f"export_{args.rankings}_rankings"] = _run_child("export", str(big), "new")
         print(f"export of {args.rankings:,} rankings:", results[f"export_{args.rankings}_rankings"], flush=True)
+
+    if args.import_only and args.import_runs:
+        results["old_vs_new_import_same_file"] = _import_compare(
+            runs=args.import_runs, lines=args.compare_lines, commit=args.compare_commit)
+        print("import, old vs new:", results["old_vs_new_import_same_file"], flush=True)
 
     path = DATA_ROOT / "imports/bench-million.jsonl"
     size = write_jsonl(path, args.import_lines)

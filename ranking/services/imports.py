@@ -99,8 +99,17 @@ class ImportReport:
 
 def ranking_task_content_hash(*, context: list[dict], answers: Iterable[str]) -> str:
     """Hash what makes two tasks the same: the context and the answers' texts, in any order."""
-    payload = json.dumps([context, sorted(answers)], ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _content_hash_and_context_json(context, answers)[0]
+
+
+def _content_hash_and_context_json(context: list[dict], answers: Iterable[str]) -> tuple[str, str]:
+    """Return (``ranking_task_content_hash``, the context as JSON text): the import writes the same text it hashed.
+
+    ``json.dumps([a, b])`` is ``"[" + dumps(a) + ", " + dumps(b) + "]"``, so the context is serialised once.
+    """
+    context_json = json.dumps(context, ensure_ascii=False, sort_keys=True)
+    payload = f"[{context_json}, {json.dumps(sorted(answers), ensure_ascii=False)}]"
+    return hashlib.sha256(payload.encode()).hexdigest(), context_json
 
 
 def _lines(file: Iterable[bytes | str]) -> Iterator[tuple[int, str]]:
@@ -163,6 +172,7 @@ class _Line:
     gold_positions: list[list[int]] | None = None  # the gold ranking in answer positions, best first
     carries_preference: bool = False  # hh-rlhf: the first answer was chosen over the second
     import_hash: str = ""
+    context_json: str = ""  # the context as the JSON text that was hashed (jsonb keeps no key order)
 
 
 def ranking_tasks_import(
@@ -330,10 +340,14 @@ def _line_check(line: _Line, *, probe: Response) -> None:
 class _TaskStore:
     """Write valid lines in batches inside the import's transaction, skipping duplicates; counts what it wrote.
 
-    On PostgreSQL a batch's COPY runs on a helper thread while the next batch is read and checked:
-    the database works on one core while Python parses on the other. The batches stay in order (the
-    next batch's duplicate lookup waits for the COPY before it), and ``close`` waits for the last one
-    before the transaction commits or rolls back.
+    On PostgreSQL the import's thread parses, hashes and turns each batch into COPY text (ids drawn
+    from the sequences on a connection of its own: sequences are outside transactions), while a
+    helper thread writes the batch before it on the import's connection: it looks its hashes up
+    among the project's tasks (earlier batches included), leaves those lines out as duplicates and
+    COPYs the rest. So Python works on one core while the database works on the other, and the
+    import's connection is never waited for by the parsing. Batches stay in order (one helper
+    thread, at most one batch waiting), and ``close`` waits for the last one before the transaction
+    commits or rolls back.
     """
 
     def __init__(self, *, project: Project, created_by, format: str, report: ImportReport, keep_task_ids: bool):
@@ -345,6 +359,7 @@ class _TaskStore:
         self.copying: Future | None = None
         self.copier = ThreadPoolExecutor(max_workers=1) if connection.vendor == "postgresql" else None
         self.immediate = False
+        self.ids_connection = None  # the driver's connection that draws ids, opened on first use
 
     def add(self, line: _Line) -> None:
         """Queue a line; write the batch once it is full."""
@@ -356,23 +371,20 @@ class _TaskStore:
     def flush(self) -> None:
         if not self.pending:
             return
-        self._copy_wait()  # the previous batch must be in before its tasks count as duplicates
-        fresh = self._duplicates_drop(self.pending)
+        lines = self._repeats_in_batch_drop(self.pending)
         self.pending = []
-        if not fresh:
-            return
-        if self.copier is not None:
-            self._foreign_keys_checked_as_written()
-            task_ids, rankings, statements = _copy_prepare(fresh, project=self.project, created_by=self.created_by,
-                                                           source=self.source, now=self.now)
-            # the import thread's own connection (``connection`` is per thread): the COPY joins its transaction
-            self.copying = self.copier.submit(_copy_run, connections[DEFAULT_DB_ALIAS], statements)
-        else:
+        if self.copier is None:
+            self._copy_wait()
+            fresh = self._duplicates_drop(lines)
             task_ids, rankings = _orm_save(fresh, project=self.project, created_by=self.created_by, source=self.source)
-        self.report.tasks_created += len(task_ids)
-        self.report.rankings_imported += rankings
-        if self.keep_task_ids:
-            self.report.task_ids.extend(task_ids)
+            self._count(task_ids, rankings, [])
+            return
+        self._foreign_keys_checked_as_written()
+        batch = _copy_prepare(lines, project=self.project, created_by=self.created_by, source=self.source,
+                              now=self.now, ids_cursor=self._ids_cursor)
+        self._copy_wait()  # the batch before must be in before this one's tasks are looked up as duplicates
+        # the import thread's own connection (``connection`` is per thread): the COPY joins its transaction
+        self.copying = self.copier.submit(_batch_write, connections[DEFAULT_DB_ALIAS], self.project.pk, batch)
 
     def finish(self) -> None:
         """Write what is left and wait until it is in."""
@@ -388,12 +400,32 @@ class _TaskStore:
             if self.copying is not None:
                 wait([self.copying])
             self.copier.shutdown(wait=True)
+        if self.ids_connection is not None:
+            self.ids_connection.close()
+
+    def _ids_cursor(self):
+        """A cursor on the connection that draws ids: the driver's own (autocommit), with the database's settings.
+
+        Not one of Django's ``connections``: nothing but ``nextval`` runs on it, outside any transaction.
+        """
+        if self.ids_connection is None:
+            self.ids_connection = connection.get_new_connection(connection.get_connection_params())
+            self.ids_connection.autocommit = True
+        return self.ids_connection.cursor()
+
+    def _count(self, task_ids: list[int], rankings: int, duplicate_lines: list[int]) -> None:
+        self.report.tasks_created += len(task_ids)
+        self.report.rankings_imported += rankings
+        self.report.duplicate_lines.extend(duplicate_lines)
+        if self.keep_task_ids:
+            self.report.task_ids.extend(task_ids)
 
     def _foreign_keys_checked_as_written(self) -> None:
         """Django's foreign keys are DEFERRABLE INITIALLY DEFERRED on PostgreSQL: a million tasks' would all be
         checked at COMMIT (a minute with the bar at its end, and the queue in the server's memory); checked
         as each batch is written instead, until ``finish`` defers them again (a failure rolls it all back)."""
         if not self.immediate:
+            self._copy_wait()  # the import's connection is the helper's while it writes
             with connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             self.immediate = True
@@ -401,27 +433,37 @@ class _TaskStore:
     def _copy_wait(self) -> None:
         if self.copying is not None:
             copying, self.copying = self.copying, None
-            copying.result()  # raises the COPY's error here, in the import's thread
+            self._count(*copying.result())  # raises the COPY's error here, in the import's thread
+
+    def _repeats_in_batch_drop(self, lines: list[_Line]) -> list[_Line]:
+        """Hash each line; report and leave out a line whose task came earlier in this batch.
+
+        Earlier batches are in the database by the time this one is looked up there (``_batch_write``),
+        so a file's repeats are found without keeping a million hashes in memory.
+        """
+        first: set[str] = set()
+        kept = []
+        for line in lines:
+            line.import_hash, line.context_json = _content_hash_and_context_json(line.context, [a[0] for a in line.answers])
+            if line.import_hash in first:
+                self.report.duplicate_lines.append(line.number)
+            else:
+                first.add(line.import_hash)
+                kept.append(line)
+        return kept
 
     def _duplicates_drop(self, lines: list[_Line]) -> list[_Line]:
-        """Hash each line; return those neither in the project (earlier batches included) nor earlier in this batch.
+        """Other databases: return the lines whose task the project doesn't have yet (earlier batches included).
 
         The unique constraint on (project, import_hash) refuses a task that a concurrent import
         saves between this check and our insert.
         """
-        for line in lines:
-            line.import_hash = ranking_task_content_hash(context=line.context, answers=[a[0] for a in line.answers])
-        # the explicit `import_hash <> ''` lets PostgreSQL use the partial unique index for a long IN list
-        existing = set(
-            RankingTask.objects.filter(project=self.project, import_hash__in=[line.import_hash for line in lines])
-            .exclude(import_hash="").values_list("import_hash", flat=True)
-        )
+        existing = _hashes_existing(project_id=self.project.pk, hashes=[line.import_hash for line in lines])
         fresh = []
         for line in lines:
             if line.import_hash in existing:
                 self.report.duplicate_lines.append(line.number)
             else:
-                existing.add(line.import_hash)
                 fresh.append(line)
         return fresh
 
@@ -430,40 +472,81 @@ def _completes_with_one_ranking(project: Project) -> bool:
     return project.rankings_per_task <= 1
 
 
+def _hashes_existing(*, project_id: int, hashes: list[str]) -> set[str]:
+    """Which of these content hashes the project's tasks already have (the ORM's way; see ``_batch_write``)."""
+    return set(RankingTask.objects.filter(project_id=project_id, import_hash__in=hashes)
+               .exclude(import_hash="").values_list("import_hash", flat=True))
+
+
+@dataclass
+class _CopyBatch:
+    """A batch of lines as COPY text, one entry per line in each list, for ``_batch_write``."""
+
+    numbers: list[int]  # line numbers in the file
+    hashes: list[str]  # content hashes, to look up among the project's tasks
+    task_ids: list[int]
+    task_rows: list[str]
+    answer_rows: list[str]  # each line's answers, one row each
+    ranking_rows: list[str]  # each line's imported ranking, or ""
+    sql: tuple[str, str, str]  # the COPY statements of tasks, answers and rankings
+
+
 def _copy_prepare(
-    lines: list[_Line], *, project: Project, created_by, source: str, now: datetime,
-) -> tuple[list[int], int, list[tuple[str, io.BytesIO]]]:
-    """PostgreSQL: the COPY statements that write these tasks, answers and imported rankings (for ``_copy_run``),
-    with the new tasks' ids (drawn from the tables' sequences, so rows can name each other) and the rankings' count."""
-    task_ids = _ids_reserve(RankingTask, len(lines))
-    answer_ids = iter(_ids_reserve(Response, sum(len(line.answers) for line in lines)))
+    lines: list[_Line], *, project: Project, created_by, source: str, now: datetime, ids_cursor: Callable,
+) -> _CopyBatch:
+    """PostgreSQL: the COPY text of these lines' tasks, answers and imported rankings, line by line (for
+    ``_batch_write``), with ids drawn from the tables' sequences so rows can name each other.
+
+    Rows are written as COPY text directly, a few string joins per line (a million lines: no dict or
+    model instance per row); the columns the import doesn't set get their defaults from ``_CopyTable``.
+    """
+    with ids_cursor() as cursor:
+        task_ids = _ids_reserve(cursor, RankingTask, len(lines))
+        answer_ids = _ids_reserve(cursor, Response, sum(len(line.answers) for line in lines))
     complete = _completes_with_one_ranking(project)
     counted = _has_field(RankingTask, "rankings_count")  # kept on the row for `next` (when the model has it)
-    tasks, answers, rankings = [], [], []
+    task_columns = ["id", "project_id", "context", "source", "import_hash", "created_by_id", "created_at", "is_gold",
+                    "gold_order", "status", "consensus_order", "consensus_at", *(["rankings_count"] if counted else [])]
+    task_table = _CopyTable(RankingTask, task_columns)
+    answer_table = _CopyTable(Response, ["id", "task_id", "content", "generator", "position", "created_by_id"])
+    ranking_table = _CopyTable(Ranking, ["task_id", "is_imported", "order", "created_at"])
+    # the same in every row of the batch
+    stamp = now.isoformat()
+    task_head = f"\t{project.pk}\t"
+    task_middle = f"\t{_copy_escape(source)}\t"
+    creator = f"\t{created_by.pk if created_by else NULL}\t{stamp}\t"
+    preference_count = "\t1" if counted else ""
+    no_preference_count = "\t0" if counted else ""
+    task_rows, answer_rows, ranking_rows = [], [], []
+    next_answer = 0
     for line, task_id in zip(lines, task_ids, strict=True):
-        ids = [next(answer_ids) for _ in line.answers]
-        for position, ((content, generator, author_id), answer_id) in enumerate(zip(line.answers, ids, strict=True)):
-            answers.append({"id": answer_id, "task_id": task_id, "content": content, "generator": generator,
-                            "position": position, "created_by_id": author_id})
-        task = {"id": task_id, "project_id": project.pk, "context": line.context, "source": source,
-                "import_hash": line.import_hash, "created_by_id": created_by.pk if created_by else None,
-                "created_at": now, "is_gold": False, "gold_order": None, "status": TaskStatus.OPEN,
-                "consensus_order": None, "consensus_at": None}  # every row names the same columns
+        ids = answer_ids[next_answer:next_answer + len(line.answers)]
+        next_answer += len(ids)
+        task_text = str(task_id)
+        answer_head = f"\t{task_text}\t"
+        answer_rows.append("".join([
+            f"{answer_id}{answer_head}{_copy_escape(content)}\t{_copy_escape(generator)}\t{position}\t"
+            f"{NULL if author_id is None else author_id}{answer_table.tail}"
+            for position, ((content, generator, author_id), answer_id) in enumerate(zip(line.answers, ids, strict=True))
+        ]))
+        gold = "f\t" + NULL
         if line.gold_positions is not None:
-            task["is_gold"] = True
-            task["gold_order"] = ordering_normalise([[ids[p] for p in group] for group in line.gold_positions])
-        if counted:
-            task["rankings_count"] = 1 if line.carries_preference else 0
+            gold = "t\t" + _copy_json(ordering_normalise([[ids[p] for p in group] for group in line.gold_positions]))
+        consensus = f"{TaskStatus.OPEN.value}\t{NULL}\t{NULL}"
+        count, ranking = no_preference_count, ""
         if line.carries_preference:
-            order = [[ids[0]], [ids[1]]]
-            rankings.append({"task_id": task_id, "is_imported": True, "order": order, "created_at": now})
+            order = _copy_json([[ids[0]], [ids[1]]])
+            ranking = f"{task_text}\tt\t{order}\t{stamp}{ranking_table.tail}"
+            count = preference_count
             if complete:
-                task.update(consensus_order=order, status=TaskStatus.COMPLETE, consensus_at=now)
-        tasks.append(task)
-    statements = [_copy_statement(RankingTask, tasks), _copy_statement(Response, answers)]
-    if rankings:
-        statements.append(_copy_statement(Ranking, rankings))
-    return task_ids, len(rankings), statements
+                consensus = f"{TaskStatus.COMPLETE.value}\t{order}\t{stamp}"
+        context = (line.context_json or json.dumps(line.context, ensure_ascii=False)).replace("\\", "\\\\")
+        task_rows.append(f"{task_text}{task_head}{context}{task_middle}{line.import_hash}{creator}{gold}\t{consensus}"
+                         f"{count}{task_table.tail}")
+        ranking_rows.append(ranking)
+    return _CopyBatch(numbers=[line.number for line in lines], hashes=[line.import_hash for line in lines],
+                      task_ids=task_ids, task_rows=task_rows, answer_rows=answer_rows, ranking_rows=ranking_rows,
+                      sql=(task_table.sql, answer_table.sql, ranking_table.sql))
 
 
 def _orm_save(lines: list[_Line], *, project: Project, created_by, source: str) -> tuple[list[int], int]:
@@ -488,16 +571,21 @@ def _has_field(model: type[models.Model], name: str) -> bool:
     return any(f.attname == name for f in model._meta.concrete_fields)
 
 
-def _ids_reserve(model: type[models.Model], count: int) -> list[int]:
+def _ids_reserve(cursor, model: type[models.Model], count: int) -> list[int]:
     """Draw ``count`` ids from the model's id sequence (identity column), so rows can name each other before COPY."""
     if not count:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [model._meta.db_table, model._meta.pk.column, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    # one text value, not a row per id (thousands of rows cost the driver more than the sequence); the
+    # sequence's name looked up once (a subquery), not per row (a catalog lookup: 8 times the nextval)
+    cursor.execute(
+        "SELECT string_agg(nextval((SELECT pg_get_serial_sequence(%s, %s))::regclass)::text, ',') "
+        "FROM generate_series(1, %s)",
+        [model._meta.db_table, model._meta.pk.column, count],
+    )
+    return [int(value) for value in cursor.fetchone()[0].split(",")]
+
+
+NULL = "\\N"  # NULL in COPY's text format
 
 
 def _copy_escape(text: str) -> str:
@@ -505,56 +593,71 @@ def _copy_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
-def _copy_encoder(model_field: models.Field) -> Callable[[object], str]:
-    """How one column's values are written in COPY's text format (\\N for NULL)."""
+def _copy_json(value: object) -> str:
+    """A JSON value in COPY's text format (JSON text escapes its own control characters: only backslashes double)."""
+    return json.dumps(value, ensure_ascii=False).replace("\\", "\\\\")
+
+
+def _copy_default(model_field: models.Field) -> str:
+    """A column's default in COPY's text format, as ``Model.objects.create`` would fill it."""
+    if getattr(model_field, "auto_now_add", False) or getattr(model_field, "auto_now", False):
+        value = timezone.now()
+    else:
+        value = model_field.get_default()  # the default, else "" for text and None for the rest
+    if value is None:
+        return NULL
     if isinstance(model_field, models.JSONField):
-        # JSON text escapes its own control characters: only backslashes need doubling
-        return lambda v: "\\N" if v is None else json.dumps(v, ensure_ascii=False).replace("\\", "\\\\")
-    if isinstance(model_field, models.BooleanField):
-        return lambda v: "\\N" if v is None else ("t" if v else "f")
-    if isinstance(model_field, models.DateTimeField):
-        return lambda v: "\\N" if v is None else v.isoformat()
-    if isinstance(model_field, models.IntegerField | models.AutoField | models.ForeignKey | models.FloatField):
-        return lambda v: "\\N" if v is None else str(v)
-    return lambda v: "\\N" if v is None else _copy_escape(str(v))
+        return _copy_json(value)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _copy_escape(str(value))
 
 
-def _copy_statement(model: type[models.Model], rows: list[dict]) -> tuple[str, io.BytesIO]:
-    """A COPY of rows into the model's table: given values, and each other column's default (its database
-    default when it has one, else the model's), as ``Model.objects.create`` would fill them."""
-    names = list(rows[0])  # every row names the same columns
-    by_attname = {f.attname: f for f in model._meta.concrete_fields}
-    fields = [by_attname[name] for name in names]
-    encoders = [_copy_encoder(f) for f in fields]
-    defaulted, defaults = [], []
-    for model_field in model._meta.concrete_fields:
-        if model_field.attname in names or model_field.primary_key or model_field.db_default is not models.NOT_PROVIDED:
-            continue  # given, or the database fills it
-        if getattr(model_field, "auto_now_add", False) or getattr(model_field, "auto_now", False):
-            value = timezone.now()
-        else:
-            value = model_field.get_default()  # the default, else "" for text and None for the rest
-        defaulted.append(model_field)
-        defaults.append(_copy_encoder(model_field)(value))
-    tail = "".join("\t" + text for text in defaults) + "\n"
-    columns = list(zip(names, encoders, strict=True))
-    text = "".join(["\t".join([encode(row[name]) for name, encode in columns]) + tail for row in rows])
-    quote = connection.ops.quote_name
-    column_list = ", ".join(quote(f.column) for f in [*fields, *defaulted])
-    return f"COPY {quote(model._meta.db_table)} ({column_list}) FROM STDIN", io.BytesIO(text.encode())
+class _CopyTable:
+    """A COPY into a model's table: the caller writes the given columns of each row (tab-separated, COPY's text
+    format), and ``tail`` appends every other column's default (its database default when it has one, else the model's)."""
+
+    def __init__(self, model: type[models.Model], names: list[str]):
+        by_attname = {f.attname: f for f in model._meta.concrete_fields}
+        given = [by_attname[name] for name in names]
+        defaulted = [
+            f for f in model._meta.concrete_fields
+            if f.attname not in names and not f.primary_key and f.db_default is models.NOT_PROVIDED
+        ]
+        self.tail = "".join("\t" + _copy_default(f) for f in defaulted) + "\n"
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in [*given, *defaulted])
+        self.sql = f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
 
 
-def _copy_run(database: BaseDatabaseWrapper, statements: list[tuple[str, io.BytesIO]]) -> None:
-    """Run COPY statements on the import's connection (inside its transaction) from the helper thread.
+def _batch_write(database: BaseDatabaseWrapper, project_id: int, batch: _CopyBatch) -> tuple[list[int], int, list[int]]:
+    """Write a batch on the import's connection (inside its transaction) from the helper thread: leave out the
+    lines whose task the project already has, COPY the rest. Return (task ids written, rankings, duplicate lines).
 
-    The driver's connection serialises its use, and this thread is the only one using it while a
-    COPY runs (the import's thread waits for it before its next query); database errors come out as
-    Django's, as from a cursor.
+    The driver's connection serialises its use, and this thread is the only one using it meanwhile
+    (the import's thread waits for it before its next query); database errors come out as Django's,
+    as from a cursor. The unique constraint on (project, import_hash) refuses a task that a
+    concurrent import saves between the lookup and the COPY.
     """
     with database.wrap_database_errors:
         with database.connection.cursor() as cursor:
-            for statement, buffer in statements:
-                cursor.copy_expert(statement, buffer)
+            # one array parameter, not thousands; `import_hash <> ''` lets PostgreSQL use the partial unique index
+            cursor.execute(
+                f"SELECT import_hash FROM {database.ops.quote_name(RankingTask._meta.db_table)} "
+                "WHERE project_id = %s AND import_hash = ANY(%s) AND import_hash <> ''",
+                [project_id, batch.hashes],
+            )
+            existing = {row[0] for row in cursor.fetchall()}
+            kept = [index for index, content_hash in enumerate(batch.hashes) if content_hash not in existing]
+            duplicates = [batch.numbers[index] for index, content_hash in enumerate(batch.hashes) if content_hash in existing]
+            rankings = [batch.ranking_rows[index] for index in kept if batch.ranking_rows[index]]
+            for sql, rows in ((batch.sql[0], [batch.task_rows[index] for index in kept]),
+                              (batch.sql[1], [batch.answer_rows[index] for index in kept]), (batch.sql[2], rankings)):
+                if rows:
+                    cursor.copy_expert(sql, io.BytesIO("".join(rows).encode()))
+    return [batch.task_ids[index] for index in kept], len(rankings), duplicates
 
 
 def _imported_preferences_save(*, project: Project, tasks) -> int:
