@@ -499,6 +499,12 @@ class LabelerFiguresOutputSerializer(serializers.Serializer):
         allow_null=True, help_text="Mean Kendall tau-b with the consensus of the other labelers (complete tasks)."
     )
     agreement_tasks = serializers.IntegerField()
+    agreement_check = serializers.ChoiceField(
+        choices=["low", "ok", "not enough data"],
+        allow_null=True,
+        help_text="low: agreement below half the other labelers' mean with 95 % confidence (closer to chance than "
+        "to the team); not enough data: too few complete tasks to tell; null: no complete task yet.",
+    )
     gold_accuracy = serializers.FloatField(allow_null=True, help_text="Share of gold preferences ordered the same way.")
     gold_tasks = serializers.IntegerField()
     median_time_ms = serializers.FloatField(allow_null=True)

@@ -365,6 +365,8 @@ class LabelerStats(models.Model):
     all_bad = models.PositiveIntegerField(default=0)
     agreement_sum = models.FloatField(default=0.0, help_text="Sum of leave-one-out Kendall tau-b over complete tasks.")
     agreement_tasks = models.PositiveIntegerField(default=0)
+    # with the sum, the spread of the per-task agreements: how sure the quality page's low-agreement test can be
+    agreement_sq_sum = models.FloatField(default=0.0, help_text="Sum of the squares of those tau-b values.")
     gold_hits = models.PositiveIntegerField(default=0)
     gold_pairs = models.PositiveIntegerField(default=0)
     gold_tasks = models.PositiveIntegerField(default=0)

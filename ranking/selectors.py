@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Avg, Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Avg, Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 from django.utils import timezone
 
@@ -32,10 +33,68 @@ from ranking.services.agreement import krippendorff_alpha_from_coincidences
 from ranking.services.stats import coincidences_decode, median_from_histogram
 
 # A labeler is highlighted on the quality page past these limits (with enough tasks to judge).
-LOW_AGREEMENT = 0.2
 LOW_GOLD_ACCURACY = 0.7
 FAST_MEDIAN_MS = 5_000
 MIN_TASKS_TO_JUDGE = 3
+# Low agreement is a one-sided test (see agreement_check): the labeler's mean tau-b must be below half
+# the other labelers' mean with this confidence, judged on at least this many complete tasks.
+# 95 %, one-sided. A careful labeler sits near the team's mean, twice the bar: at 60+ tasks a false flag
+# needs an error of several standard errors, so even 200 careful labelers see next to none; the 5 % is
+# spent on labelers whose true agreement sits right at the bar.
+AGREEMENT_CONFIDENCE_Z = 1.645
+MIN_AGREEMENT_TASKS = 10
+LOW, OK, NOT_ENOUGH_DATA = "low", "ok", "not enough data"
+
+
+@dataclass(frozen=True)
+class AgreementTotals:
+    """Per-task agreements (leave-one-out tau-b) of one labeler or a group: how many, their sum and sum of squares."""
+
+    tasks: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def __sub__(self, other: AgreementTotals) -> AgreementTotals:
+        return AgreementTotals(self.tasks - other.tasks, self.total - other.total, self.squares - other.squares)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.tasks if self.tasks else None
+
+    @property
+    def variance(self) -> float | None:
+        """Sample variance of the per-task values (None under two tasks)."""
+        if self.tasks < 2:
+            return None
+        return max(self.squares - self.total**2 / self.tasks, 0.0) / (self.tasks - 1)
+
+
+def agreement_check(*, own: AgreementTotals, peers: AgreementTotals) -> str | None:
+    """Return LOW, OK or NOT_ENOUGH_DATA for a labeler's agreement; None when they have none yet.
+
+    LOW when the labeler's mean tau-b is, with 95 % confidence (one-sided, over their complete tasks as
+    independent units), below half the other labelers' mean: closer to chance (tau-b 0) than to the
+    team. The spread is the larger of the labeler's own and the others' (a few tasks that happen to
+    agree alike must not make a labeler look sure). NOT_ENOUGH_DATA when fewer than
+    MIN_AGREEMENT_TASKS tasks, or when the labeler is not clearly above the bar and their tasks are
+    so few that even a labeler at chance could not be told from it.
+    A fixed bar (tau-b below 0.2) flagged careful labelers of a team whose members agree on ~73 % of
+    pairs, as InstructGPT's did, while letting a noisier or easier project's random labeler through.
+    """
+    if own.tasks == 0:
+        return None
+    if own.tasks < MIN_AGREEMENT_TASKS or peers.tasks < MIN_AGREEMENT_TASKS:
+        return NOT_ENOUGH_DATA
+    if peers.mean <= 0:
+        return OK  # the others agree no better than chance: nobody can be below them
+    bar = peers.mean / 2
+    spread = max(own.variance or 0.0, peers.variance or 0.0)
+    margin = AGREEMENT_CONFIDENCE_Z * math.sqrt(spread / own.tasks)
+    if own.mean + margin < bar:
+        return LOW
+    if margin >= bar and own.mean - margin < bar:
+        return NOT_ENOUGH_DATA
+    return OK
 
 
 def ranking_task_get_for_user(*, user: AbstractBaseUser, task_id: int | str) -> RankingTask:
@@ -131,12 +190,14 @@ class LabelerFigures:
     skipped: int = 0
     all_bad: int = 0
     agreement_sum: float = field(default=0.0, repr=False)
+    agreement_sq_sum: float = field(default=0.0, repr=False)
     agreement_tasks: int = 0
     gold_hits: int = 0
     gold_pairs: int = 0
     gold_tasks: int = 0
     median_time_ms: float | None = None
     flags: Counter = field(default_factory=Counter, repr=False)
+    team: AgreementTotals | None = field(default=None, repr=False)  # every labeler of the project, this one too
 
     @classmethod
     def from_row(cls, row: LabelerStats, *, username: str = "") -> LabelerFigures:
@@ -148,6 +209,7 @@ class LabelerFigures:
             skipped=row.skipped,
             all_bad=row.all_bad,
             agreement_sum=row.agreement_sum,
+            agreement_sq_sum=row.agreement_sq_sum,
             agreement_tasks=row.agreement_tasks,
             gold_hits=row.gold_hits,
             gold_pairs=row.gold_pairs,
@@ -163,6 +225,16 @@ class LabelerFigures:
         return round(self.agreement_sum / self.agreement_tasks, 12) if self.agreement_tasks else None
 
     @property
+    def agreement_totals(self) -> AgreementTotals:
+        return AgreementTotals(self.agreement_tasks, self.agreement_sum, self.agreement_sq_sum)
+
+    @property
+    def agreement_check(self) -> str | None:
+        """LOW, OK or NOT_ENOUGH_DATA against the other labelers (see agreement_check); None without agreement."""
+        own = self.agreement_totals
+        return agreement_check(own=own, peers=(self.team or own) - own)
+
+    @property
     def gold_accuracy(self) -> float | None:
         """Share of the gold rankings' preferences this labeler ordered the same way."""
         return self.gold_hits / self.gold_pairs if self.gold_pairs else None
@@ -175,7 +247,7 @@ class LabelerFigures:
     def warnings(self) -> list[str]:
         """Why a manager should look at this labeler (empty when nothing stands out)."""
         found = []
-        if self.agreement is not None and self.agreement_tasks >= MIN_TASKS_TO_JUDGE and self.agreement < LOW_AGREEMENT:
+        if self.agreement_check == LOW:
             found.append("low agreement")
         if self.gold_accuracy is not None and self.gold_tasks >= 1 and self.gold_accuracy < LOW_GOLD_ACCURACY:
             found.append("misses gold")
@@ -189,7 +261,17 @@ def labeler_stats(*, project: Project, labeler: AbstractBaseUser) -> LabelerFigu
     row = LabelerStats.objects.filter(project=project, labeler=labeler).first()
     if row is None:
         return LabelerFigures(labeler_id=labeler.pk, username=labeler.get_username())
-    return LabelerFigures.from_row(row, username=labeler.get_username())
+    figures = LabelerFigures.from_row(row, username=labeler.get_username())
+    figures.team = team_agreement_totals(project=project)
+    return figures
+
+
+def team_agreement_totals(*, project: Project) -> AgreementTotals:
+    """Return the per-task agreement totals of every labeler of the project (one row per labeler summed)."""
+    sums = LabelerStats.objects.filter(project=project).aggregate(
+        tasks=Sum("agreement_tasks"), total=Sum("agreement_sum"), squares=Sum("agreement_sq_sum")
+    )
+    return AgreementTotals(sums["tasks"] or 0, sums["total"] or 0.0, sums["squares"] or 0.0)
 
 
 @dataclass
@@ -214,6 +296,13 @@ def project_ranking_quality(*, project: Project, disagreements: int = 10) -> Pro
         LabelerFigures.from_row(row, username=username)
         for row, username in ((row, row.labeler.username) for row in rows.select_related("labeler"))
     ]
+    team = AgreementTotals(
+        sum(f.agreement_tasks for f in labelers),
+        sum(f.agreement_sum for f in labelers),
+        sum(f.agreement_sq_sum for f in labelers),
+    )
+    for figure in labelers:
+        figure.team = team
     labelers.sort(key=lambda f: (not f.warnings, f.agreement if f.agreement is not None else 2.0, f.username))
     totals = ProjectRankingStats.objects.filter(project=project).first()
     disputed = (

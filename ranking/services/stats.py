@@ -59,6 +59,7 @@ class _LabelerDelta:
     ranked: int = 0
     all_bad: int = 0
     agreement_sum: float = 0.0
+    agreement_sq_sum: float = 0.0
     agreement_tasks: int = 0
     gold_hits: int = 0
     gold_pairs: int = 0
@@ -77,6 +78,7 @@ class _LabelerDelta:
         self.days[timezone.localdate(ranking.created_at)] += sign
         if contribution.agreement is not None:
             self.agreement_sum += sign * contribution.agreement
+            self.agreement_sq_sum += sign * contribution.agreement**2
             self.agreement_tasks += sign
         if contribution.gold_pairs is not None:
             self.gold_hits += sign * (contribution.gold_hits or 0)
@@ -199,6 +201,7 @@ def _labeler_row_add(row: LabelerStats, delta: _LabelerDelta) -> None:
     for name in ("ranked", "all_bad", "agreement_tasks", "gold_hits", "gold_pairs", "gold_tasks"):
         setattr(row, name, max(getattr(row, name) + getattr(delta, name), 0))
     row.agreement_sum = row.agreement_sum + delta.agreement_sum if row.agreement_tasks else 0.0
+    row.agreement_sq_sum = max(row.agreement_sq_sum + delta.agreement_sq_sum, 0.0) if row.agreement_tasks else 0.0
     row.times = _counter_add(row.times, delta.times)
     row.flags = _counter_add(row.flags, delta.flags)
     for day, change in sorted(delta.days.items()):
