@@ -320,3 +320,67 @@ class ApiToken(models.Model):
     def digest_of(secret: str) -> str:
         """Return the stored form of a secret."""
         return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ImportJobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"  # nothing was imported: ``error`` says why (``errors``: the wrong lines)
+
+
+class ProjectImportJob(models.Model):
+    """A prompt or demonstration file imported by the worker, all or nothing: its progress, then what it created or why not.
+
+    The same design as ranking's ``RankingImportJob``: the upload waits under the data root, the
+    worker imports it in one transaction and writes its progress on a second connection.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    format = models.CharField(max_length=32)
+    kind = models.CharField(max_length=16, help_text="What the format holds: prompts or dialogues.")
+    skip_invalid = models.BooleanField(default=False)
+    dialogue_status = models.CharField(
+        max_length=16, choices=DialogueStatus.choices, default=DialogueStatus.ACCEPTED,
+        help_text="Imported demonstrations are accepted, or submitted for review.",
+    )
+    file_name = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name.")
+    file_path = models.CharField(
+        max_length=500, blank=True, help_text="Where the upload waits, under the data root; emptied once it is read."
+    )
+    size_bytes = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=ImportJobState.choices, default=ImportJobState.QUEUED)
+    lines_total = models.PositiveIntegerField(default=0, help_text="Lines in the file.")
+    lines_done = models.PositiveIntegerField(default=0, help_text="Lines read so far.")
+    rows = models.PositiveIntegerField(default=0, help_text="Non-blank lines (CSV: rows) read.")
+    created = models.PositiveIntegerField(default=0, help_text="Prompts or dialogues created.")
+    duplicates_count = models.PositiveIntegerField(default=0)
+    invalid_count = models.PositiveIntegerField(default=0, help_text="Lines skipped as invalid (skip_invalid only).")
+    report = models.JSONField(default=dict, blank=True, help_text="duplicates, skipped: counts and the first lines.")
+    error = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True, help_text="The wrong line, when one is.")
+    errors = models.JSONField(default=list, blank=True, help_text='The wrong lines: ["line N: why", …].')
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="project_import_job_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} of {self.file_name or 'a file'} into {self.project} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (ImportJobState.DONE, ImportJobState.FAILED)
+
+    @property
+    def progress(self) -> float:
+        """Share of the file's lines read, 0 to 1 (1 once finished)."""
+        if self.is_finished:
+            return 1.0
+        return min(1.0, self.lines_done / self.lines_total) if self.lines_total else 0.0

@@ -3,6 +3,7 @@ from django.urls import path
 
 from annotation.api import audit as audit_api
 from annotation.api import dialogues as dialogue_api
+from annotation.api import import_jobs as import_job_api
 from annotation.api import projects as project_api
 from annotation.views import account as account_views
 from annotation.views import audit as audit_views
@@ -32,6 +33,8 @@ urlpatterns = [
     path("projects/<id:project_id>/demonstrations/next/", dialogue_views.demonstration_next, name="demonstration-next"),
     path("projects/<id:project_id>/demonstrations/new/", dialogue_views.demonstration_new, name="demonstration-new"),
     path("projects/<id:project_id>/data/", dialogue_views.project_data, name="project-data"),
+    path("projects/<id:project_id>/data/imports/<id:job_id>/", dialogue_views.project_import_job,
+         name="project-import-job"),
     path("dialogues/<id:dialogue_id>/", dialogue_views.dialogue_detail, name="dialogue-detail"),
     path("dialogues/<id:dialogue_id>/edit/", dialogue_views.dialogue_edit, name="dialogue-edit"),
     path("dialogues/<id:dialogue_id>/review/", dialogue_views.dialogue_review_submit, name="dialogue-review"),
@@ -53,6 +56,9 @@ urlpatterns = [
     path("api/dialogues/<id:dialogue_id>/submit/", dialogue_api.DialogueSubmitApi.as_view(), name="api-dialogue-submit"),
     path("api/dialogues/<id:dialogue_id>/review/", dialogue_api.DialogueReviewApi.as_view(), name="api-dialogue-review"),
     path("api/projects/<id:project_id>/import/", dialogue_api.ProjectImportApi.as_view(), name="api-project-import"),
+    path("api/projects/<id:project_id>/import-jobs/", import_job_api.ProjectImportJobCollectionApi.as_view(),
+         name="api-project-import-jobs"),
+    path("api/import-jobs/<id:job_id>/", import_job_api.ProjectImportJobDetailApi.as_view(), name="api-import-job"),
     path(
         "api/projects/<id:project_id>/export/sft.jsonl",
         dialogue_api.ProjectSftExportApi.as_view(),

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from annotation.models import Prompt, Role
 from annotation.selectors import project_get_for_user, user_has_role, user_manages_project_data
 from annotation.services.exports import jsonl_stream
+from annotation.services.import_jobs import import_check_fits_request
 from config.exceptions import ApplicationError
 from config.pagination import KEYSET_PARAMETERS, KeysetPagination
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
@@ -395,8 +396,10 @@ class RankingImportSkippedSerializer(serializers.Serializer):
 
 
 class RankingTaskImportApi(APIView):
-    """Import ranking tasks from a JSONL file (`ranking-jsonl` or `hh-rlhf`): all or nothing unless
-    `skip_invalid`, duplicates skipped (managers)."""
+    """Import a small JSONL file of ranking tasks (`ranking-jsonl` or `hh-rlhf`) within the request: all or nothing
+    unless `skip_invalid`, duplicates skipped (managers). Up to `RLHF_IMPORT_INLINE_MAX_BYTES` (1 MiB); a larger file
+    is refused (413) with `import_jobs_url`: `POST /api/projects/{id}/ranking-imports/` imports any size on the
+    worker, with progress."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -422,7 +425,9 @@ class RankingTaskImportApi(APIView):
         task_ids = serializers.ListField(child=serializers.IntegerField())
 
     @extend_schema(request={"multipart/form-data": RankingImportInputSerializer},
-                   responses={201: RankingImportOutputSerializer})
+                   responses={201: RankingImportOutputSerializer,
+                              413: OpenApiResponse(description="Larger than RLHF_IMPORT_INLINE_MAX_BYTES: "
+                                                               "`import_jobs_url` takes it.")})
     def post(self, request):
         serializer = self.RankingImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -431,6 +436,7 @@ class RankingTaskImportApi(APIView):
         if not user_has_role(user=request.user, project=project, role=Role.MANAGER):
             raise Http404("No such project.")  # a role too low answers like a foreign project
         upload = data["file"]
+        import_check_fits_request(size=upload.size, jobs_url=f"/api/projects/{project.pk}/ranking-imports/")
         report = ranking_tasks_import(
             project=project, file=upload, format=data["format"], created_by=request.user, size=upload.size,
             skip_invalid=data["skip_invalid"],

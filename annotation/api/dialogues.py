@@ -37,7 +37,8 @@ from annotation.services.dialogues import (
     prompt_lease_next,
 )
 from annotation.services.exports import jsonl_stream, sft_export_prepare
-from annotation.services.imports import FORMATS, project_import
+from annotation.services.import_jobs import import_check_fits_request
+from annotation.services.imports import FORMATS, IMPORTED_DIALOGUE_STATUSES, KINDS, project_import
 from config.ids import parse_object_id
 from config.pagination import KeysetPagination
 
@@ -338,7 +339,7 @@ class ProjectImportInputSerializer(serializers.Serializer):
         default=False, help_text="Skip bad lines and report them instead of refusing the whole file."
     )
     dialogue_status = serializers.ChoiceField(
-        choices=[DialogueStatus.ACCEPTED, DialogueStatus.SUBMITTED],
+        choices=IMPORTED_DIALOGUE_STATUSES,
         default=DialogueStatus.ACCEPTED,
         help_text="Dialogue formats: import as accepted demonstrations, or as submitted ones to review.",
     )
@@ -361,7 +362,7 @@ class ImportSkippedOutputSerializer(serializers.Serializer):
 
 class ImportReportOutputSerializer(serializers.Serializer):
     format = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["prompts", "dialogues"])
+    kind = serializers.ChoiceField(choices=KINDS)
     rows = serializers.IntegerField()
     created = serializers.IntegerField()
     duplicates = ImportLinesOutputSerializer()
@@ -369,18 +370,25 @@ class ImportReportOutputSerializer(serializers.Serializer):
 
 
 class ProjectImportApi(APIView):
-    """Import prompts or demonstrations from a file (managers): all or nothing, duplicates reported."""
+    """Import a small file of prompts or demonstrations within the request (managers): all or nothing, duplicates
+    reported. Up to `RLHF_IMPORT_INLINE_MAX_BYTES` (1 MiB); a larger file is refused (413) with `import_jobs_url`:
+    `POST /api/projects/{id}/import-jobs/` imports any size on the worker, with progress."""
 
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": ProjectImportInputSerializer},
-        responses={201: ImportReportOutputSerializer, 413: OpenApiResponse(description="File too large.")},
+        responses={
+            201: ImportReportOutputSerializer,
+            413: OpenApiResponse(description="Larger than RLHF_IMPORT_INLINE_MAX_BYTES: `import_jobs_url` takes it."),
+        },
     )
     def post(self, request, project_id: int):
         project = project_get_for_user(user=request.user, project_id=project_id, role=Role.MANAGER)
         serializer = ProjectImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        import_check_fits_request(size=serializer.validated_data["file"].size,
+                                  jobs_url=f"/api/projects/{project.pk}/import-jobs/")
         report = project_import(project=project, user=request.user, **serializer.validated_data)
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 

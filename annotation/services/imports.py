@@ -7,13 +7,15 @@ Formats:
 - ``hh-rlhf``: Anthropic HH-RLHF lines; the ``chosen`` transcript becomes a demonstration.
 
 A bad line rejects the whole file with its line number and the reason; prompts or conversations
-already in the project, or repeated in the file, are skipped and reported.
+already in the project, or repeated in the file, are skipped and reported. A file larger than
+``IMPORT_INLINE_MAX_BYTES`` goes through the worker as an import job (``annotation.services.import_jobs``)
+with a progress bar.
 """
 
 import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -48,7 +50,10 @@ from config.text import SURROGATE_ESCAPE, lone_surrogate_refusal
 PROMPT_FORMATS = ("prompts-jsonl", "prompts-csv")
 DIALOGUE_FORMATS = ("messages-jsonl", "hh-rlhf")
 FORMATS = PROMPT_FORMATS + DIALOGUE_FORMATS
+KINDS = ("prompts", "dialogues")  # what a format holds
+IMPORTED_DIALOGUE_STATUSES = (DialogueStatus.ACCEPTED, DialogueStatus.SUBMITTED)  # reviewed already, or to review
 BATCH_SIZE = 500
+PROGRESS_EVERY_LINES = 2000  # how often ``progress`` hears how many lines were read
 REPORTED_LINES_MAX = 100  # line numbers listed in a report (the counts are always complete)
 _HH_MARKER = re.compile(r"\n\n(Human|Assistant): ")
 
@@ -101,17 +106,21 @@ def project_import(
     format: str,
     skip_invalid: bool = False,
     dialogue_status: str = DialogueStatus.ACCEPTED,
+    max_bytes: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import ``file`` into ``project`` in one transaction and report what was created and skipped.
 
     With ``skip_invalid`` a bad line is skipped and reported instead of refusing the file.
     Dialogue formats create accepted demonstrations, or submitted ones (``dialogue_status``) to review.
+    ``max_bytes`` (``IMPORT_MAX_BYTES`` by default) refuses a larger file; ``progress(lines_read)`` is
+    called every ``PROGRESS_EVERY_LINES`` lines (an import job's progress bar).
     """
     if format not in FORMATS:
         raise ApplicationError(f"format must be one of {', '.join(FORMATS)}.")
-    if dialogue_status not in (DialogueStatus.ACCEPTED, DialogueStatus.SUBMITTED):
+    if dialogue_status not in IMPORTED_DIALOGUE_STATUSES:
         raise ApplicationError("Imported dialogues are either accepted or submitted for review.")
-    limit = settings.IMPORT_MAX_BYTES
+    limit = max_bytes or settings.IMPORT_MAX_BYTES
     if file.size is not None and file.size > limit:
         raise ImportTooLargeError(
             f"The file has {file.size:,} bytes; imports are limited to {limit:,} bytes."
@@ -126,6 +135,8 @@ def project_import(
         "messages-jsonl": _read_messages_jsonl,
         "hh-rlhf": _read_hh_rlhf,
     }[format](file)
+    if progress is not None:
+        items = _reporting_progress(items, progress)
     try:
         with transaction.atomic():
             if report.kind == "prompts":
@@ -150,6 +161,16 @@ def project_import(
     if report.rows == 0:
         raise ApplicationError(f"Nothing to import: the file holds no {report.kind}.")
     return report
+
+
+def _reporting_progress(items: Iterator[tuple[int, object]], progress: Callable[[int], None]):
+    """Pass the items on, telling ``progress`` how many lines were read every ``PROGRESS_EVERY_LINES``."""
+    reported = 0
+    for number, value in items:
+        if number - 1 - reported >= PROGRESS_EVERY_LINES:
+            reported = number - 1
+            progress(reported)
+        yield number, value
 
 
 # --- readers: yield (line number, parsed value, error or None) -------------------------------------------

@@ -1,5 +1,6 @@
 """Pages for demonstrations: start writing, the editor, My work, the review queue, import / export."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -11,7 +12,15 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotation.models import TURN_MAX_CHARS, TURNS_MAX, DialogueStatus, ReviewDecision, Role, TurnRole
+from annotation.models import (
+    TURN_MAX_CHARS,
+    TURNS_MAX,
+    DialogueStatus,
+    ProjectImportJob,
+    ReviewDecision,
+    Role,
+    TurnRole,
+)
 from annotation.selectors.dialogues import (
     dialogue_get_for_user,
     dialogue_get_own,
@@ -35,6 +44,7 @@ from annotation.services.dialogues import (
     dialogue_review,
     prompt_lease_next,
 )
+from annotation.services.import_jobs import project_import_job_get_for_manager, project_import_job_start
 from annotation.services.imports import FORMATS, ImportLineError, project_import
 from config.exceptions import ApplicationError
 from config.ids import parse_object_id
@@ -264,18 +274,23 @@ def project_data(request, project_id: int):
         if not is_manager:
             raise Http404("No such project.")
         upload, fmt = request.FILES.get("file"), request.POST.get("format", "")
+        options = {
+            "format": fmt,
+            "skip_invalid": request.POST.get("skip_invalid") == "on",
+            "dialogue_status": request.POST.get("dialogue_status") or DialogueStatus.ACCEPTED,
+        }
         if upload is None:
             error, status_code = "Choose a file to import.", 400
+        elif upload.size > settings.IMPORT_INLINE_MAX_BYTES:  # too long for a request: the worker imports it
+            try:
+                job = project_import_job_start(project=project, user=request.user, upload=upload, **options)
+            except ApplicationError as exc:
+                error, status_code = exc.message, exc.status_code
+            else:
+                return redirect("project-import-job", project_id=project.pk, job_id=job.pk)
         else:
             try:
-                report = project_import(
-                    project=project,
-                    user=request.user,
-                    file=upload,
-                    format=fmt,
-                    skip_invalid=request.POST.get("skip_invalid") == "on",
-                    dialogue_status=request.POST.get("dialogue_status") or DialogueStatus.ACCEPTED,
-                ).as_dict()
+                report = project_import(project=project, user=request.user, file=upload, **options).as_dict()
             except ImportLineError as exc:
                 error, status_code = exc.message, 400
             except ApplicationError as exc:
@@ -291,6 +306,18 @@ def project_data(request, project_id: int):
             "report": report,
             "error": error,
             "figures": project_demonstration_figures(project=project),
+            "jobs": ProjectImportJob.objects.filter(project=project).order_by("-created_at", "-id")[:5]
+            if is_manager else [],
+            "inline_max_bytes": settings.IMPORT_INLINE_MAX_BYTES,
         },
         status=status_code,
     )
+
+
+@login_required
+def project_import_job(request, project_id: int, job_id: int):
+    """An import running on the worker: a progress bar that polls the job's API until it is done or refused."""
+    job = project_import_job_get_for_manager(user=request.user, job_id=job_id)
+    if job.project_id != project_id:
+        raise Http404("No such import.")
+    return render(request, "annotation/import_job.html", {"project": job.project, "job": job})

@@ -179,6 +179,8 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "annotation.models.Role",  # the name it had before training came
         "RankingImportFormatEnum": "ranking.services.imports.FORMATS",
         "ImportJobStateEnum": "ranking.models.ImportJobState",
+        "ImportKindEnum": "annotation.services.imports.KINDS",
+        "ImportedDialogueStatusEnum": "annotation.services.imports.IMPORTED_DIALOGUE_STATUSES",
     },
 }
 

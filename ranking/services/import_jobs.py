@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, connections, transaction
+from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Project, Role
 from annotation.selectors import user_has_role
+from annotation.services.import_jobs import import_progress_writer, import_upload_store
 from config.exceptions import ApplicationError
 from ranking.models import ImportJobState, RankingImportJob
 from ranking.services.imports import FORMATS, REPORTED_LINES_MAX, ImportRefused, ranking_tasks_import
@@ -32,7 +31,6 @@ from ranking.services.imports import FORMATS, REPORTED_LINES_MAX, ImportRefused,
 logger = logging.getLogger(__name__)
 
 IMPORTS_DIR = "imports/ranking"
-PROGRESS_ALIAS = "ranking_import_progress"  # the second connection the progress is written on
 _LINE_NUMBER = re.compile(r"^line (\d+):")
 
 
@@ -46,18 +44,7 @@ def ranking_import_job_start(
         raise ApplicationError("The project is archived: it takes no new tasks.")
     if upload.size is not None and upload.size > settings.IMPORT_JOB_MAX_BYTES:
         raise ApplicationError(f"The file is larger than the import limit of {settings.IMPORT_JOB_MAX_BYTES} bytes.")
-    relative = f"{IMPORTS_DIR}/{project.pk}/{uuid.uuid4().hex}.jsonl"
-    path = Path(settings.DATA_ROOT) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines, size, last = 0, 0, b"\n"
-    with open(path, "wb") as handle:
-        for chunk in upload.chunks():
-            handle.write(chunk)
-            lines += chunk.count(b"\n")
-            size += len(chunk)
-            last = chunk[-1:] or last
-    if size and last != b"\n":
-        lines += 1  # a last line without its line break
+    relative, size, lines = import_upload_store(upload=upload, directory=f"{IMPORTS_DIR}/{project.pk}")
     job = RankingImportJob.objects.create(
         project=project, created_by=user, format=format, skip_invalid=skip_invalid,
         file_name=(upload.name or "")[:255], file_path=relative, size_bytes=size, lines_total=lines,
@@ -78,7 +65,7 @@ def ranking_import_job_run(*, job_id: int) -> RankingImportJob | None:
         return None
     job = RankingImportJob.objects.select_related("project", "created_by").get(pk=job_id)
     path = Path(settings.DATA_ROOT) / job.file_path
-    progress, close = _progress_writer(job.pk)
+    progress, close = import_progress_writer(model=RankingImportJob, job_id=job.pk)
     try:
         with open(path, "rb") as handle:
             report = ranking_tasks_import(
@@ -116,28 +103,6 @@ def ranking_import_job_run(*, job_id: int) -> RankingImportJob | None:
 
 def _finish(job: RankingImportJob, *, state: str, **fields) -> None:
     RankingImportJob.objects.filter(pk=job.pk).update(state=state, finished_at=timezone.now(), **fields)
-
-
-def _progress_writer(job_id: int) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """Return (write lines read, close): a second connection, so progress shows while the import's transaction is open.
-
-    On the embedded SQLite a second writer would wait for the import's lock: progress then shows at the end only.
-    """
-    if connection.vendor != "postgresql":
-        return (lambda done: None), (lambda: None)
-    if PROGRESS_ALIAS not in connections.settings:
-        connections.settings[PROGRESS_ALIAS] = {**connection.settings_dict}
-    side = connections[PROGRESS_ALIAS]
-    table = RankingImportJob._meta.db_table
-
-    def write(done: int) -> None:
-        try:
-            with side.cursor() as cursor:  # autocommit: each update is visible at once
-                cursor.execute(f"UPDATE {side.ops.quote_name(table)} SET lines_done = %s WHERE id = %s", [done, job_id])
-        except Exception:  # the bar is advisory: a failed write never fails the import (the end is recorded anyway)
-            logger.warning("import job %s: could not record its progress", job_id, exc_info=True)
-
-    return write, side.close
 
 
 def ranking_import_job_get_for_manager(*, user: AbstractBaseUser, job_id: int) -> RankingImportJob:
