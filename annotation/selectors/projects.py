@@ -28,24 +28,46 @@ def membership_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("project").order_by("project__name")
 
 
+# project_get_for_user keeps the membership it read on the project it returns, so the checks that
+# follow in the same request (membership_get, user_has_role, user_sees_task_internals…) don't read it
+# again; services that change a membership drop it (membership_read_forget)
+_MEMBERSHIP_READ = "_membership_read"
+
+
 def membership_get(*, user: AbstractBaseUser, project: Project) -> Membership | None:
     if not user.is_authenticated:
         return None
-    return Membership.objects.filter(user=user, project=project).first()
+    known = getattr(project, _MEMBERSHIP_READ, None)
+    if known is not None and known.user_id == user.pk:
+        return known
+    # no ordering: the model's ("project", "user__username") would join both tables to sort one row
+    return Membership.objects.filter(user=user, project=project).order_by().first()
+
+
+def membership_read_forget(*, project: Project) -> None:
+    """Forget the membership ``project_get_for_user`` kept on ``project`` (its role just changed)."""
+    project.__dict__.pop(_MEMBERSHIP_READ, None)
 
 
 def project_get_for_user(*, user: AbstractBaseUser, project_id: int | str, role: str = Role.LABELER) -> Project:
     """Return the project if ``user`` holds at least ``role`` in it; otherwise raise 404.
 
     A project the user can't see answers the same as one that doesn't exist, so ids leak nothing.
-    A member whose role is too low gets 404 too for the same reason.
+    A member whose role is too low gets 404 too for the same reason. One query: the membership with
+    its project.
     """
-    project = Project.objects.filter(pk=parse_object_id(project_id)).first()
-    if project is None:
+    if not user.is_authenticated:
         raise Http404("No such project.")
-    membership = membership_get(user=user, project=project)
+    membership = (
+        Membership.objects.filter(user=user, project_id=parse_object_id(project_id))
+        .select_related("project")
+        .order_by()
+        .first()
+    )
     if membership is None or not membership.has_role(role):
         raise Http404("No such project.")
+    project = membership.project
+    setattr(project, _MEMBERSHIP_READ, membership)
     return project
 
 

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Guideline, Membership, Project, Role
+from annotation.selectors.projects import membership_read_forget
 from audit.models import AuditAction
 from audit.services import audit_record
 
@@ -26,6 +27,7 @@ def membership_set(
     """Give ``user`` ``role`` in ``project``, creating the membership or changing its role (audited)."""
     if role not in Role.values:
         raise ValueError(f"Unknown role {role!r}; expected one of {', '.join(Role.values)}")
+    membership_read_forget(project=project)
     membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
     if created:
         _membership_audit(membership=membership, previous_role=None, actor=changed_by)
@@ -41,6 +43,7 @@ def membership_save(*, membership: Membership, changed_by: AbstractBaseUser | No
     """Save a membership edited in a form (admin), recording a new member or a changed role."""
     before = Membership.objects.filter(pk=membership.pk).values("user_id", "role").first() if membership.pk else None
     membership.save()
+    membership_read_forget(project=membership.project)
     if before is None or before["user_id"] != membership.user_id:
         _membership_audit(membership=membership, previous_role=None, actor=changed_by)
     elif before["role"] != membership.role:
@@ -53,6 +56,7 @@ def membership_remove(*, membership: Membership, removed_by: AbstractBaseUser | 
     """Take a member out of a project, recording who did it."""
     audit_record(actor=removed_by, action=AuditAction.MEMBER_REMOVE, project=membership.project, obj=membership,
                  details={"user": membership.user.get_username(), "role": membership.role})
+    membership_read_forget(project=membership.project)
     membership.delete()
 
 
