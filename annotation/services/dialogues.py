@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -20,7 +20,6 @@ from annotation.models import (
     TURNS_MAX,
     Dialogue,
     DialogueStatus,
-    Membership,
     Project,
     Prompt,
     Review,
@@ -248,37 +247,52 @@ def prompt_lease_next(*, project: Project, user: AbstractBaseUser, batch: int = 
     return LeaseResult(dialogue=held, created=False) if held else None
 
 
-def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: int, limit: int) -> list[int]:
-    """The first ``limit`` servable prompts, nearest to their demonstrations first, then oldest.
+# `next-prompt` runs these on every call, so they are written out once as SQL: the ORM spent more CPU
+# building the walk (a NOT EXISTS probe and a correlated count per row) than PostgreSQL spends running it.
 
-    An index walk (``prompt_next_idx``) that starts below ``target`` demonstrations, so prompts that
-    have them all are never read; per row it probes the drafts leased on it and whether ``user``
-    wrote for it, and stops after ``limit`` hits.
-    """
-    now = timezone.now()
-    slots = (
-        Dialogue.objects.filter(prompt=OuterRef("pk"))
-        .filter(_slot_filter(now))
-        .order_by()
-        .values("prompt")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return list(
-        Prompt.objects.filter(project=project, is_active=True, held_out=False)  # held-out prompts judge models
-        .filter(demonstrations_count__lt=target)
-        .filter(~Exists(Dialogue.objects.filter(prompt=OuterRef("pk"), author=user)))
-        .annotate(taken=Coalesce(Subquery(slots, output_field=IntegerField()), Value(0)))
-        .filter(taken__lt=target)
-        .order_by("-demonstrations_count", "id")
-        .values_list("id", flat=True)[:limit]
-    )
+# The first servable prompts, nearest to their demonstrations first, then oldest: an index walk
+# (``prompt_next_idx``) that starts below ``target`` demonstrations, so prompts that have them all are
+# never read; per row it probes whether the user wrote for it and counts the slots taken on it
+# (submitted or accepted dialogues, and drafts whose lease is live), and stops after ``limit`` hits.
+# Held-out prompts judge models: they are never served.
+_CANDIDATE_PROMPTS_SQL = """
+SELECT p.id FROM annotation_prompt p
+WHERE p.project_id = %(project)s AND p.is_active AND NOT p.held_out AND p.demonstrations_count < %(target)s
+  AND NOT EXISTS (SELECT 1 FROM annotation_dialogue mine WHERE mine.prompt_id = p.id AND mine.author_id = %(user)s)
+  AND (SELECT count(*) FROM annotation_dialogue d
+       WHERE d.prompt_id = p.id
+         AND (d.status IN (%(submitted)s, %(accepted)s) OR (d.status = %(draft)s AND d.lease_expires_at > %(now)s))
+      ) < %(target)s
+ORDER BY p.demonstrations_count DESC, p.id
+LIMIT %(limit)s
+"""
+
+# one labeler's concurrent requests queue on their membership row (the row alone: no join)
+_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(user)s FOR UPDATE"
+
+
+def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: int, limit: int) -> list[int]:
+    """The first ``limit`` servable prompts for ``user`` (``_CANDIDATE_PROMPTS_SQL``)."""
+    params = {
+        "project": project.pk,
+        "user": user.pk,
+        "target": target,
+        "limit": limit,
+        "now": timezone.now(),
+        "submitted": DialogueStatus.SUBMITTED,
+        "accepted": DialogueStatus.ACCEPTED,
+        "draft": DialogueStatus.DRAFT,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CANDIDATE_PROMPTS_SQL, params)
+        return [prompt_id for (prompt_id,) in cursor.fetchall()]
 
 
 def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, target: int, wait: bool):
     with transaction.atomic():
         # one labeler's concurrent requests queue here, so a double click can't lease two prompts
-        Membership.objects.select_for_update().filter(project=project, user=user).first()
+        with connection.cursor() as cursor:
+            cursor.execute(_MEMBERSHIP_LOCK_SQL, {"project": project.pk, "user": user.pk})
         now = timezone.now()
         held = _lease_held(project=project, user=user, now=now)
         if held is not None:
@@ -291,9 +305,11 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
         if prompt is None:
             servable = Prompt.objects.filter(pk=prompt_id, is_active=True, held_out=False)
             return "locked" if servable.exists() else "gone"
-        if Dialogue.objects.filter(prompt=prompt, author=user).exists():
-            return "full"
-        if _prompt_slots_taken(prompt=prompt, now=now) >= target:
+        # read under the prompt's lock, in one query: did I write for it, and how many slots are taken
+        taken = Dialogue.objects.filter(prompt=prompt).aggregate(
+            mine=Count("pk", filter=Q(author=user)), slots=Count("pk", filter=_slot_filter(now))
+        )
+        if taken["mine"] or taken["slots"] >= target:
             return "full"
         dialogue = Dialogue(
             project=project,
@@ -301,17 +317,17 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
             prompt=prompt,
             lease_expires_at=now + timedelta(minutes=project.lease_minutes),
         )
-        # its constraints hold by construction (checked just above under the lock, or fixed values):
-        # validating them again would cost a savepoint and a query each on every `next-prompt`
-        dialogue.full_clean(validate_constraints=False)
+        # its constraints and keys hold by construction (checked just above under the lock, fixed
+        # values, rows just read): validating them again would cost a query or a savepoint each
+        dialogue.full_clean(exclude=["project", "author", "prompt"], validate_constraints=False)
         dialogue.save()
-        _turns_replace(
-            dialogue=dialogue,
-            turns=[
-                TurnData(role=TurnRole.USER, content=prompt.text),
-                TurnData(role=TurnRole.ASSISTANT, content=""),
-            ],
-        )
+        turns = [
+            Turn(dialogue=dialogue, position=0, role=TurnRole.USER, content=prompt.text),
+            Turn(dialogue=dialogue, position=1, role=TurnRole.ASSISTANT, content=""),
+        ]
+        for turn in turns:
+            turn.full_clean(exclude=["dialogue"], validate_constraints=False)
+        Turn.objects.bulk_create(turns)
         return LeaseResult(dialogue=dialogue, created=True)
 
 

@@ -11,8 +11,9 @@ other task lock), so nobody is told "nothing left" while slots remain.
 The counters make the pick an index walk (``ranking_task_next_idx``: open, not gold, evaluation first,
 nearest to completion first) with ``NOT EXISTS`` probes of this labeler's rankings, skips, leases and
 answers, instead of counting every open task of the project. A lease that expires still counts on its
-task until it is reclaimed: ``leases_reclaim_expired`` deletes it and recounts the task, on every
-``next`` of the project (the lease table is small) and from beat (``ranking.leases_purge_expired``).
+task's row until it is reclaimed: by beat every minute (``ranking.leases_purge_expired``), and by
+`next` itself for the task it takes (the walk also accepts a task holding an expired lease, and the
+lease write deletes it and recounts), so a slot comes back at once without a per-request sweep.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import math
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db import connection, transaction
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Membership, Project
-from ranking.models import Lease, Ranking, RankingTask, Response, Skip, TaskStatus
+from annotation.models import Project
+from ranking.models import Lease, Ranking, RankingTask, Skip, TaskStatus
 from ranking.services.stats import labeler_skip_counted
 
 # Candidates tried per request before giving up: each is locked and recounted, so a few are plenty.
@@ -67,42 +68,6 @@ def ranking_tasks_counts_recount(*, task_ids) -> None:
     ranking_task_counts_refresh(task_ids=list(tasks.values_list("pk", flat=True)))
 
 
-def _task_counts_settle(*, task: RankingTask, now) -> None:
-    """Recount ``task``'s rankings and live leases into its fields (not saved); the caller holds its row lock."""
-    counts = (
-        RankingTask.objects.filter(pk=task.pk)
-        .annotate(
-            n_rankings=_count_of(Ranking.objects.all()),
-            n_leases=_count_of(Lease.objects.filter(expires_at__gt=now)),
-        )
-        .values_list("n_rankings", "n_leases")
-        .get()
-    )
-    task.rankings_count, task.leases_count = counts
-
-
-def _candidates(*, project: Project, labeler: AbstractBaseUser, gold: bool) -> QuerySet[RankingTask]:
-    """Tasks this labeler may be given: evaluation tasks, then the nearest to completion (finished sooner).
-
-    Ordered exactly as ``ranking_task_next_idx`` (``ranking_task_gold_next_idx`` for gold) is, so the
-    database walks the index and stops at the first row that passes the per-labeler probes.
-    """
-    mine = {"task": OuterRef("pk")}
-    tasks = RankingTask.objects.filter(project=project, status=TaskStatus.OPEN, is_gold=gold).filter(
-        ~Exists(Ranking.objects.filter(labeler=labeler, **mine)),
-        ~Exists(Skip.objects.filter(labeler=labeler, **mine)),
-        ~Exists(Lease.objects.filter(labeler=labeler, **mine)),
-        ~Exists(Response.objects.filter(created_by=labeler, **mine)),
-    )
-    if gold:
-        return tasks.order_by("rankings_count", "pk")
-    # evaluation tasks first: there are few, and a new policy may wait for their verdict to be promoted
-    # ("evaluation" < "ranking", so purpose ASC puts them first, as the index does)
-    return tasks.filter(rankings_count__lt=project.rankings_per_task - F("leases_count")).order_by(
-        "purpose", "-rankings_count", "pk"
-    )
-
-
 def gold_is_due(*, project: Project, labeler: AbstractBaseUser) -> bool:
     """Return whether the labeler's next task should be gold: every 1/gold_rate-th task, evenly spread.
 
@@ -116,20 +81,12 @@ def gold_is_due(*, project: Project, labeler: AbstractBaseUser) -> bool:
     return math.floor((ranked + 1) * rate + 1e-9) > math.floor(ranked * rate + 1e-9)
 
 
-def lease_active_get(*, project: Project, labeler: AbstractBaseUser) -> Lease | None:
-    """Return the labeler's live lease on a still-servable task of ``project``, if any (a reload shows the same task)."""
-    return (
-        Lease.objects.filter(
-            labeler=labeler,
-            task__project=project,
-            task__status=TaskStatus.OPEN,
-            expires_at__gt=timezone.now(),
-        )
-        .exclude(task__rankings__labeler=labeler)
-        .select_related("task")
-        .order_by("created_at")
-        .first()
-    )
+class _TaskFull(Exception):
+    """The candidate locked is full after all (its counts were stale) or no longer a candidate: try again without it."""
+
+    def __init__(self, task_id: int):
+        super().__init__(task_id)
+        self.task_id = task_id
 
 
 def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> Lease | None:
@@ -138,70 +95,182 @@ def ranking_task_lease_next(*, project: Project, labeler: AbstractBaseUser) -> L
     A live lease the labeler already holds is returned again (with a fresh expiry). Otherwise a gold
     task when one is due (``gold_is_due``), else an open evaluation task, else the open task nearest
     completion, that still needs a ranking and that this labeler did not rank, skip or write an answer of.
+
+    One transaction of four statements when the first candidate has room (the usual case): lock my
+    membership, look for my live lease, lock the pick, write the lease and the recount. A candidate
+    found full under its lock (counts on the row were stale) rolls the transaction back, which
+    releases its lock, and the next attempt passes over it: we never hold one task's lock while
+    waiting for another's (no deadlock between labelers).
     """
     if project.is_archived:
         return None
-    # give expired leases' slots back first, in their own transaction (no task lock is held below
-    # while waiting for another)
-    leases_reclaim_expired(project=project)
-    now = timezone.now()
-    expires_at = now + timedelta(minutes=project.lease_minutes)
-    with transaction.atomic():
-        # one lease decision per labeler and project at a time: several tabs opening the rank page at
-        # once wait here, then find the lease the first one took, instead of each taking a task
-        # (no ordering, so no join: FOR UPDATE would lock the joined project row, which submits lock too)
-        mine = Membership.objects.filter(project=project, user=labeler).order_by()
-        list(mine.select_for_update(of=("self",)).values_list("pk"))
-        current = lease_active_get(project=project, labeler=labeler)
-        if current is not None:
-            current.expires_at = expires_at
-            current.save(update_fields=["expires_at"])
-            return current
-        kinds = [True, False] if gold_is_due(project=project, labeler=labeler) else [False, True]
-        for gold in kinds:
-            lease = _lease_first_free(project=project, labeler=labeler, gold=gold, now=now, expires_at=expires_at)
-            if lease is not None:
-                return lease
-    return None
-
-
-class _TaskFull(Exception):
-    """The candidate filled up meanwhile: roll its savepoint back, which releases its row lock."""
-
-
-def _lease_first_free(*, project, labeler, gold: bool, now, expires_at) -> Lease | None:
     tried: list[int] = []
     for _ in range(_MAX_ATTEMPTS):
-        candidates = _candidates(project=project, labeler=labeler, gold=gold).exclude(pk__in=tried)
         try:
-            # one savepoint per candidate: a full one is released at once, so we never hold two task
-            # locks while waiting for a third (no deadlock between labelers)
-            with transaction.atomic():
-                task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
-                if task is None:
-                    # every candidate left is being given to someone else this instant: wait for the
-                    # first rather than answer "nothing left" while slots may remain. Wait on that row
-                    # alone: a locking walk that waits keeps the lock of each row it then finds changed
-                    # and passes over (PostgreSQL's recheck), and two such walks deadlock
-                    waiting_for = candidates.values_list("pk", flat=True).first()
-                    if waiting_for is None:
-                        return None
-                    task = RankingTask.objects.select_for_update().filter(pk=waiting_for).first()
-                    if task is None or not candidates.filter(pk=waiting_for).exists():
-                        tried.append(waiting_for)  # gone, complete or no longer for me meanwhile
-                        raise _TaskFull
-                # the candidate query read an older snapshot; recount now that the row lock is ours
-                _task_counts_settle(task=task, now=now)
-                if gold or task.rankings_count + task.leases_count < project.rankings_per_task:
-                    lease = Lease.objects.create(task=task, labeler=labeler, expires_at=expires_at)
-                    task.leases_count += 1
-                    task.save(update_fields=["rankings_count", "leases_count"])
-                    return lease
-                tried.append(task.pk)
-                raise _TaskFull
-        except _TaskFull:
-            continue
+            return _lease_next_attempt(project=project, labeler=labeler, tried=tried)
+        except _TaskFull as full:
+            tried.append(full.task_id)
     return None
+
+
+@transaction.atomic
+def _lease_next_attempt(*, project: Project, labeler: AbstractBaseUser, tried: list[int]) -> Lease | None:
+    # one lease decision per labeler and project at a time: several tabs opening the rank page at
+    # once wait here, then find the lease the first one took, instead of each taking a task
+    # (the membership row alone: locking the project row too would queue behind submits, which lock it)
+    with connection.cursor() as cursor:
+        cursor.execute(_MEMBERSHIP_LOCK_SQL, {"project": project.pk, "labeler": labeler.pk})
+    now = timezone.now()
+    expires_at = now + timedelta(minutes=project.lease_minutes)
+    current = _lease_held_renew(project=project, labeler=labeler, now=now, expires_at=expires_at)
+    if current is not None:
+        return current
+    kinds = [True, False] if gold_is_due(project=project, labeler=labeler) else [False, True]
+    for gold in kinds:
+        task = _candidate_lock(project=project, labeler=labeler, gold=gold, now=now, tried=tried)
+        if task is not None:
+            return _lease_write(
+                project=project, task=task, labeler=labeler, gold=gold, now=now, expires_at=expires_at
+            )
+    return None
+
+
+# `next` runs these statements on every call, so they are written out once as SQL: the ORM spent
+# more CPU building the pick (four NOT EXISTS probes) than PostgreSQL spends running it.
+
+_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(labeler)s FOR UPDATE"
+
+# My live lease on a still-servable task of the project (a reload shows the same task), its expiry
+# pushed back, in one statement.
+_HELD_RENEW_SQL = """
+UPDATE ranking_lease SET expires_at = %(expires_at)s
+WHERE id = (
+    SELECT l.id FROM ranking_lease l JOIN ranking_rankingtask t ON t.id = l.task_id
+    WHERE l.labeler_id = %(labeler)s AND t.project_id = %(project)s AND t.status = %(open)s
+      AND l.expires_at > %(now)s
+      AND NOT EXISTS (SELECT 1 FROM ranking_ranking r WHERE r.task_id = l.task_id AND r.labeler_id = %(labeler)s)
+    ORDER BY l.created_at LIMIT 1
+)
+RETURNING id
+"""
+
+# Tasks this labeler may be given: open, of the kind asked (gold or not), not ranked, skipped,
+# leased (live) or answered by them. Plain tasks must also have room, or hold an expired lease whose
+# slot taking the task gives back (``_lease_write``), so `next` never waits for beat to free a slot;
+# an expired lease of mine doesn't keep the task from me either (it is taken over).
+_CANDIDATE_FILTERS = """
+    t.project_id = %(project)s AND t.status = %(open)s AND t.is_gold = %(gold)s AND NOT (t.id = ANY(%(tried)s))
+    AND (%(gold)s OR t.rankings_count < %(wanted)s - t.leases_count
+         OR EXISTS (SELECT 1 FROM ranking_lease x WHERE x.task_id = t.id AND x.expires_at <= %(now)s))
+    AND NOT EXISTS (SELECT 1 FROM ranking_ranking r WHERE r.task_id = t.id AND r.labeler_id = %(labeler)s)
+    AND NOT EXISTS (SELECT 1 FROM ranking_skip s WHERE s.task_id = t.id AND s.labeler_id = %(labeler)s)
+    AND NOT EXISTS (SELECT 1 FROM ranking_lease l
+                    WHERE l.task_id = t.id AND l.labeler_id = %(labeler)s AND l.expires_at > %(now)s)
+    AND NOT EXISTS (SELECT 1 FROM ranking_response a WHERE a.task_id = t.id AND a.created_by_id = %(labeler)s)
+"""
+# Ordered exactly as ranking_task_next_idx (plain: evaluation tasks first, "evaluation" < "ranking",
+# then the nearest to completion, finished sooner) and ranking_task_gold_next_idx (gold) are, so the
+# database walks the index and stops at the first row that passes the probes.
+_CANDIDATE_ORDER = {False: "t.purpose, t.rankings_count DESC, t.id", True: "t.rankings_count, t.id"}
+_CANDIDATE_SQL = {
+    # pass over a task someone else is being given this instant rather than queue behind them
+    ("pick", gold): f"SELECT t.* FROM ranking_rankingtask t WHERE {_CANDIDATE_FILTERS}"
+    f" ORDER BY {order} LIMIT 1 FOR UPDATE OF t SKIP LOCKED"
+    for gold, order in _CANDIDATE_ORDER.items()
+} | {
+    ("first", gold): f"SELECT t.id FROM ranking_rankingtask t WHERE {_CANDIDATE_FILTERS} ORDER BY {order} LIMIT 1"
+    for gold, order in _CANDIDATE_ORDER.items()
+} | {
+    ("wait", gold): f"SELECT t.* FROM ranking_rankingtask t WHERE t.id = %(waiting_for)s AND {_CANDIDATE_FILTERS}"
+    " FOR UPDATE OF t"
+    for gold in (False, True)
+}
+
+
+def _lease_held_renew(*, project: Project, labeler: AbstractBaseUser, now, expires_at) -> Lease | None:
+    """Return my live lease on a servable task of ``project`` with its expiry pushed back, or None."""
+    params = {"labeler": labeler.pk, "project": project.pk, "open": TaskStatus.OPEN, "now": now, "expires_at": expires_at}
+    with connection.cursor() as cursor:
+        cursor.execute(_HELD_RENEW_SQL, params)
+        row = cursor.fetchone()
+    return None if row is None else Lease.objects.select_related("task").get(pk=row[0])
+
+
+def _candidate_lock(*, project: Project, labeler: AbstractBaseUser, gold: bool, now, tried: list[int]):
+    """Lock and return the first candidate of this kind, or None when there is none."""
+    params = {
+        "project": project.pk,
+        "labeler": labeler.pk,
+        "open": TaskStatus.OPEN,
+        "gold": gold,
+        "wanted": project.rankings_per_task,
+        "now": now,
+        "tried": tried,
+    }
+    task = next(iter(RankingTask.objects.raw(_CANDIDATE_SQL["pick", gold], params)), None)
+    if task is not None:
+        return task
+    # every candidate left is being given to someone else this instant: wait for the first rather
+    # than answer "nothing left" while slots may remain. Wait on that row alone: a locking walk that
+    # waits keeps the lock of each row it then finds changed and passes over (PostgreSQL's recheck),
+    # and two such walks deadlock
+    with connection.cursor() as cursor:
+        cursor.execute(_CANDIDATE_SQL["first", gold], params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task = next(iter(RankingTask.objects.raw(_CANDIDATE_SQL["wait", gold], params | {"waiting_for": row[0]})), None)
+    if task is None:
+        raise _TaskFull(row[0])  # gone, complete or no longer for me meanwhile
+    return task
+
+
+# Under the task's row lock (taken by the statement before, so this statement's snapshot sees every
+# ranking and lease committed by whoever held it earlier): count the task's rankings and live leases
+# from their rows, give expired leases' slots back (an expired lease of mine is taken over by ON
+# CONFLICT rather than deleted: the delete and the insert of one statement may run in either order),
+# lease it when it has room (gold: always), and write the counts on the row.
+_LEASE_WRITE_SQL = """
+WITH counts AS (
+    SELECT (SELECT count(*) FROM ranking_ranking WHERE task_id = %(task)s) AS rankings,
+           (SELECT count(*) FROM ranking_lease WHERE task_id = %(task)s AND expires_at > %(now)s) AS leases
+), reclaimed AS (
+    DELETE FROM ranking_lease WHERE task_id = %(task)s AND expires_at <= %(now)s AND labeler_id <> %(labeler)s
+), leased AS (
+    INSERT INTO ranking_lease (task_id, labeler_id, expires_at, created_at)
+    SELECT %(task)s, %(labeler)s, %(expires_at)s, %(now)s FROM counts
+    WHERE %(gold)s OR counts.rankings + counts.leases < %(wanted)s
+    ON CONFLICT (task_id, labeler_id) DO UPDATE SET expires_at = excluded.expires_at, created_at = excluded.created_at
+    RETURNING id
+)
+UPDATE ranking_rankingtask AS task
+SET rankings_count = counts.rankings, leases_count = counts.leases + (SELECT count(*) FROM leased)
+FROM counts WHERE task.id = %(task)s
+RETURNING task.rankings_count, task.leases_count, (SELECT id FROM leased)
+"""
+
+
+def _lease_write(
+    *, project: Project, task: RankingTask, labeler: AbstractBaseUser, gold: bool, now, expires_at
+) -> Lease:
+    """Lease ``task`` to ``labeler`` if it has room, in one statement; the caller holds the task's row lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEASE_WRITE_SQL,
+            {
+                "task": task.pk,
+                "labeler": labeler.pk,
+                "now": now,
+                "expires_at": expires_at,
+                "gold": gold,
+                "wanted": project.rankings_per_task,
+            },
+        )
+        task.rankings_count, task.leases_count, lease_id = cursor.fetchone()
+    task.project = project
+    if lease_id is None:
+        raise _TaskFull(task.pk)
+    return Lease(pk=lease_id, task=task, labeler=labeler, expires_at=expires_at, created_at=now)
 
 
 @transaction.atomic

@@ -113,6 +113,16 @@ def _walks_in_order(plan: str) -> bool:
     return nodes[0]["Node Type"] in ("Limit", "LockRows") and not any(node["Node Type"] == "Sort" for node in nodes)
 
 
+def _is_pick(sql: str) -> bool:
+    """The statement that walks the open tasks in ranking_task_next_idx's order (ranking.services.leasing)."""
+    return "ORDER BY t.purpose, t.rankings_count DESC, t.id" in sql
+
+
+def _is_prompt_walk(sql: str) -> bool:
+    """The statement that walks the queue in prompt_next_idx's order (annotation.services.dialogues)."""
+    return "ORDER BY p.demonstrations_count DESC, p.id" in sql
+
+
 def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member):
     other, labeler = make_member(project), make_member(project)
     _build(project, ranked_by=other)
@@ -121,7 +131,7 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
     assert lease is not None and lease.task.rankings_count == 1  # nearest to completion first
 
     plans = _plans(ranking_next)
-    picks = [plan for sql, plan in plans if '"ranking_rankingtask"."purpose" ASC' in sql]
+    picks = [plan for sql, plan in plans if _is_pick(sql)]
     assert picks and "ranking_task_next_idx" in picks[0] and _walks_in_order(picks[0]), picks
     for sql, plan in plans:
         assert not _seq_scans(plan, "ranking_rankingtask"), (sql, plan)
@@ -131,19 +141,19 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
     assert result is not None and result.created
     assert result.dialogue.prompt.demonstrations_count == 0  # past the half of the queue that is done
     plans = _plans(prompt_next)
-    walks = [plan for sql, plan in plans if sql.startswith('SELECT "annotation_prompt"."id" AS "id"')]
+    walks = [plan for sql, plan in plans if _is_prompt_walk(sql)]
     assert walks and "prompt_next_idx" in walks[0] and _walks_in_order(walks[0]), walks
     for sql, plan in plans:
         assert not _seq_scans(plan, "annotation_prompt"), (sql, plan)
     # run for real: each walk reads a few rows, not the 100,000 done prompts nor the 200,000 tasks
-    walk_sql = [query for query in prompt_next if query["sql"].startswith('SELECT "annotation_prompt"."id" AS "id"')]
-    pick_sql = [query for query in ranking_next if '"ranking_rankingtask"."purpose" ASC' in query["sql"]]
+    walk_sql = [query for query in prompt_next if _is_prompt_walk(query["sql"])]
+    pick_sql = [query for query in ranking_next if _is_pick(query["sql"])]
     [(_, prompt_walk)] = _plans(walk_sql[:1], analyze=True)
     [(_, task_walk)] = _plans(pick_sql[:1], analyze=True)
     assert _rows_read(prompt_walk, "annotation_prompt") < 1_000, prompt_walk
     assert _rows_read(task_walk, "ranking_rankingtask") < 1_000, task_walk
 
-    # expired leases are reclaimed (beat, and every `next`), and the loop counts open tasks and new
+    # expired leases are reclaimed (beat, and `next` for the task it takes), and the loop counts open tasks and new
     # rankings: none of it reads the whole task table either
     lease.expires_at = timezone.now() - timedelta(minutes=1)
     lease.save(update_fields=["expires_at"])
