@@ -325,7 +325,9 @@ class DialogueNextPromptApi(APIView):
         result = prompt_lease_next(project=project, user=request.user)
         if result is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        data = _dialogue_data(dialogue_get_own(user=request.user, dialogue_id=result.dialogue.pk))
+        # a new draft comes with its turns; one held from before is read as it stands now
+        dialogue = result.dialogue if result.created else dialogue_get_own(user=request.user, dialogue_id=result.dialogue.pk)
+        data = _dialogue_data(dialogue)
         return Response(data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

@@ -210,7 +210,7 @@ def _lease_held(*, project: Project, user: AbstractBaseUser, now) -> Dialogue | 
 
 @dataclass(frozen=True)
 class LeaseResult:
-    dialogue: Dialogue
+    dialogue: Dialogue  # when created, with its turns and (no) reviews known: showing it reads nothing
     created: bool  # False when the labeler already held a lease in this project and got it back
 
 
@@ -328,6 +328,9 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
         for turn in turns:
             turn.full_clean(exclude=["dialogue"], validate_constraints=False)
         Turn.objects.bulk_create(turns)
+        # the new draft is all known: its turns just written, no review yet. Kept on it as
+        # prefetch_related keeps what it read, so showing it reads no row again
+        dialogue._prefetched_objects_cache = {"turns": turns, "reviews": []}
         return LeaseResult(dialogue=dialogue, created=True)
 
 

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.django_db
 # COMMIT, my permissions (ML engineers see generators), the task's answers
 RANKING_NEXT_BUDGET = 11
 # session, user, project with membership, the queue walk, BEGIN, membership lock, my held draft, prompt
-# lock, its slots, the draft, its turns, COMMIT, then the draft as the API shows it (dialogue, turns, reviews)
-PROMPT_NEXT_BUDGET = 15
+# lock, its slots, the draft, its turns, COMMIT (the new draft is shown as written, not read again)
+PROMPT_NEXT_BUDGET = 12
 
 
 def _statements(captured) -> str:
@@ -120,5 +120,22 @@ def test_prompt_next_stays_within_its_statement_budget(project, make_member):
             answer = client.post(f"/api/dialogues/next-prompt/?project={project.pk}")
         assert answer.status_code == 201
         assert len(captured) <= PROMPT_NEXT_BUDGET, _statements(captured)
+        # shown as written: what reading the draft back answers
+        assert answer.json() == client.get(f"/api/dialogues/{answer.json()['id']}/").json()
         assert client.delete(f"/api/dialogues/{answer.json()['id']}/").status_code in (200, 204)
     assert not Dialogue.objects.filter(author=labeler).exists()
+
+
+def test_prompt_next_for_a_reload_of_the_same_draft_shows_it_as_it_stands(project, make_member):
+    labeler = make_member(project)
+    PromptFactory.create_batch(2, project=project)
+    client = _client(labeler)
+    first = client.post(f"/api/dialogues/next-prompt/?project={project.pk}").json()
+    turns = [{"role": "user", "content": first["turns"][0]["content"]}, {"role": "assistant", "content": "Draft."}]
+    saved = client.patch(f"/api/dialogues/{first['id']}/", {"turns": turns, "version": first["version"]},
+                         content_type="application/json")
+    assert saved.status_code == 200, saved.content
+    with CaptureQueriesContext(connection) as captured:
+        again = client.post(f"/api/dialogues/next-prompt/?project={project.pk}")
+    assert again.status_code == 200 and again.json()["turns"] == turns
+    assert len(captured) <= PROMPT_NEXT_BUDGET + 2, _statements(captured)  # the held draft read as it stands
