@@ -91,8 +91,6 @@ class KeysetPagination(BasePagination):
 
         cursor = request.query_params.get(self.cursor_query_param)
         offset = request.query_params.get(self.offset_query_param)
-        backwards = False
-        page_query = queryset
         if cursor:
             key, backwards = self._decode(cursor)
             forwards_after = not backwards  # the page lies after the key (forwards) or before it (previous)
