@@ -56,13 +56,19 @@ def count_or_estimate(queryset: QuerySet, *, limit: int | None = None) -> tuple[
 
 
 class EstimatedCountPaginator(Paginator):
-    """The admin's paginator for big tables: page links from an estimated count (see module docstring)."""
+    """The admin's paginator for big tables: page links from an estimated count (see module docstring).
+
+    ``count_is_estimate`` says which, once ``count`` was read (templates/admin/pagination.html shows "≈").
+    """
+
+    count_is_estimate = False
 
     @cached_property
     def count(self) -> int:
         if not isinstance(self.object_list, QuerySet):
             return super().count
-        return count_or_estimate(self.object_list)[0]
+        count, self.count_is_estimate = count_or_estimate(self.object_list)
+        return count
 
 
 class EstimatedCountPagination(LimitOffsetPagination):
