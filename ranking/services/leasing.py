@@ -285,7 +285,7 @@ def leases_reclaim_expired(*, project: Project | None = None, older_than: timede
     """Delete expired leases and give their slots back (recount their tasks); return how many were deleted.
 
     Tasks locked by someone else right now are left for the next call: whoever holds the lock recounts
-    the task anyway. With ``project``, only that project's leases (what ``next`` calls on every request).
+    the task anyway. With ``project``, only that project's leases.
     """
     deleted = 0
     while True:
