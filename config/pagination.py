@@ -26,7 +26,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
@@ -44,6 +45,22 @@ KEYSET_PARAMETERS = [
     OpenApiParameter("limit", int, description="Rows per page (at most 500; 50 by default)."),
     OpenApiParameter("offset", int, description=f"Rows to skip, at most {MAX_OFFSET} (deprecated: follow next)."),
 ]
+
+
+def keyset_page_schema(item_serializer: type[serializers.Serializer], *, name: str) -> serializers.Serializer:
+    """The OpenAPI shape of a KeysetPagination page of `item_serializer` rows, for an APIView that pages by hand."""
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "count_is_estimate": serializers.BooleanField(
+                help_text=f"count is PostgreSQL's estimate (more than {EXACT_COUNT_LIMIT} rows), not an exact count."
+            ),
+            "next": serializers.URLField(allow_null=True, help_text="The next page: its cursor starts where this ended."),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item_serializer(many=True),
+        },
+    )
 
 
 def _key_filter(fields: list[str], values: list, *, after: bool):

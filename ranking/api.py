@@ -15,7 +15,7 @@ from annotation.selectors import project_get_for_user, user_has_role, user_manag
 from annotation.services.exports import jsonl_stream
 from annotation.services.import_jobs import import_check_fits_request
 from config.exceptions import ApplicationError
-from config.pagination import KEYSET_PARAMETERS, KeysetPagination
+from config.pagination import KEYSET_PARAMETERS, KeysetPagination, keyset_page_schema
 from ranking.models import MESSAGE_ROLES, SCORE_MAX, SCORE_MIN, RankingTask, TaskPurpose, TaskStatus
 from ranking.selectors import (
     LabelerFigures,
@@ -223,7 +223,8 @@ class RankingTaskCollectionApi(APIView):
             OpenApiParameter("is_gold", bool),
             *KEYSET_PARAMETERS,
         ],
-        responses=RankingTaskOutputSerializer(many=True),
+        responses=keyset_page_schema(RankingTaskOutputSerializer, name="PaginatedRankingTaskList"),
+        operation_id="ranking_tasks_list",
     )
     def get(self, request):
         project = project_get_for_user(user=request.user, project_id=_project_id_param(request))
