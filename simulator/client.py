@@ -34,31 +34,17 @@ class Reply:
 
 
 class HttpTransport:
-    """Send requests to ``base_url`` with urllib; retry a refused connection a few times (a server starting).
+    """Send requests to ``base_url`` with urllib; retry a refused connection a few times (a server starting)."""
 
-    A 503 with ``Retry-After`` (the platform's answer while its database can't be reached, e.g. SQLite
-    locked by a busy worker on a loaded machine) is waited out and sent again, as the platform asks,
-    up to ``unavailable_retries`` times; the request did not happen, so sending it again is safe.
-    """
-
-    def __init__(self, base_url: str, *, timeout: float = 60.0, unavailable_retries: int = 6) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.unavailable_retries = unavailable_retries
         self.requests, self.seconds = 0, 0.0  # how many requests were sent, and how long they took in all
-        self.unavailable = 0  # 503s with Retry-After that were waited out and sent again
 
     def request(self, method: str, path: str, *, headers: dict[str, str], body: bytes | None) -> Reply:
         started = time.monotonic()
         try:
-            for attempt in range(self.unavailable_retries + 1):
-                reply = self._send(method, path, headers=headers, body=body)
-                retry_after = reply.headers.get("Retry-After")
-                if reply.status != 503 or retry_after is None or attempt == self.unavailable_retries:
-                    return reply
-                self.unavailable += 1
-                time.sleep(min(float(retry_after), 30.0))
-            raise AssertionError("unreachable")
+            return self._send(method, path, headers=headers, body=body)
         finally:
             self.requests += 1
             self.seconds += time.monotonic() - started
