@@ -10,13 +10,18 @@ gibberish) is known only to the simulator, which then reads the figures through 
 The tiny setup (simulator.scenario.TINY): the default make-tiny model (2 layers, hidden 64, its 512-
 token BPE has " good" as one token); SFT 120 steps at 1.5e-3 on 40 built demonstrations (a few short
 sentences, about a third of them with "good"); K = 4, two rankings per task; a reward model after
-180 rankings (a third of them of the base model's gibberish), 150 steps at 5e-4; PPO 24 steps of 32
-rollouts at 1e-3, kl_coef 0.03; 200 held-out prompts in PPO's evaluation against SFT. With 140
+180 rankings (a third of them of the base model's gibberish), 150 steps at 5e-4; PPO 48 steps of 32
+rollouts at 3e-4, kl_coef 0.03; 200 held-out prompts in PPO's evaluation against SFT. With 140
 rankings, 100 reward steps and kl_coef 0.02, one run in eight lost to SFT: its reward model (71 %
 right on fresh pairs) rated "The answer is." highly and PPO wrote little else (reward hacking, as
-InstructGPT warns); with more rankings and steps it never did in six runs. Engine runs use one
-thread: on two shared cores, two OpenMP threads per run stalled a tiny model's steps up to 30-fold
-when other processes competed for the cores.
+InstructGPT warns); with more rankings and steps it never did in six runs. PPO at 1e-3 for 24 steps
+still beat SFT in only some runs (72, 62, 27.5, 79.5, 51.75 % seen; issue 10): it drifted fast (KL
+up to 15) into short answers that some reward models overrate. Offline (bench/tiny_ppo_sweep.py), on
+one loop's SFT policy and eight reward models trained on its rankings (four seeds, 150 or 300 steps),
+1e-3 for 24 steps won 64-96 % of the held-out answers (one collapse to "good answer is"), 3e-4 for 48
+steps 80-96.5 % with less KL (5.7-11 nats against 6.5-15); this test's first three runs with it: 79.75,
+90.5 and 98.25 %, KL 6.2, 5.9 and 12.5. Engine runs use one thread: on two shared cores, two OpenMP
+threads per run stalled a tiny model's steps up to 30-fold when other processes competed for the cores.
 """
 
 from __future__ import annotations
@@ -121,15 +126,6 @@ def test_a_simulated_team_makes_the_loop_train_a_policy_better_than_sft(live_ser
     # Under H0 "PPO is no better than SFT" each prompt where the two differ is at best a fair coin, so
     # its wins among those n prompts are at most Binomial(n, 1/2): p_value = P(X >= wins) < 0.01
     # means a policy no better than SFT passes this less than once in a hundred runs.
-    #
-    # Known and open (issue 10): this session's runs of the tiny loop gave PPO 72 %, 62 %, 27.5 %,
-    # 79.5 % and 51.75 % (and several passes not read), with KL 5-10 nats: the tiny PPO often collapses
-    # to short answers its reward model overrates (57.8 % accurate against the hidden order in the run
-    # that lost). Until the tiny plan is made reliable, a run where PPO does not beat SFT is reported
-    # as XFAIL with its figures, after every other figure above was asserted; the H200 runs are in
-    # bench/RESULTS.md.
     hidden = ppo["hidden"]
-    if not (hidden["win_rate"] > 0.5 and hidden["p_value"] < P_LUCK_POLICY):
-        pytest.xfail(f"issue 10: the tiny PPO did not beat SFT this run (win rate {hidden['win_rate']:.3f}, "
-                     f"p {hidden['p_value']:.3g}, KL {ppo['run']['kl_last']:.1f})")
+    assert hidden["win_rate"] > 0.5 and hidden["p_value"] < P_LUCK_POLICY, {**hidden, "kl_last": ppo["run"]["kl_last"]}
     assert evaluation["platform"]["win_rate"] > 0.5, evaluation  # the team's own verdict agrees
