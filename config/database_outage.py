@@ -29,8 +29,21 @@ logger = logging.getLogger(__name__)
 UNAVAILABLE_DETAIL = "The database is unavailable for a moment. Your saved work is safe; try again shortly."
 
 
+# SQLite raises OperationalError for mistakes in the SQL too ("near \"FOR\": syntax error", "no such
+# column"); only these messages mean the database itself is busy or out of reach
+SQLITE_UNAVAILABLE_MESSAGES = ("database is locked", "database table is locked", "unable to open database",
+                               "disk i/o error", "database or disk is full")
+
+
 def is_database_unavailable(exc: BaseException | None) -> bool:
-    return isinstance(exc, (OperationalError, InterfaceError))
+    """True for an error that means the database is out of reach for now, not that the query is wrong."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    cause = exc.__cause__
+    if type(cause).__module__ == "sqlite3":
+        message = str(cause).lower()
+        return any(text in message for text in SQLITE_UNAVAILABLE_MESSAGES)
+    return True
 
 
 def retry_after_seconds() -> int:

@@ -19,7 +19,7 @@ from django.db import InterfaceError, OperationalError
 from django.test import Client, RequestFactory
 
 from annotation.models import Role
-from config.database_outage import DatabaseUnavailableMiddleware, server_error
+from config.database_outage import DatabaseUnavailableMiddleware, is_database_unavailable, server_error
 from tests.tcp_proxy import TcpProxy, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -144,3 +144,25 @@ def test_other_errors_still_answer_500():
 
 def test_persistent_connections_check_their_health():
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+def _sqlite_error(message: str) -> OperationalError:
+    """A Django OperationalError wrapping SQLite's own, as Django's error wrapper raises it."""
+    import sqlite3
+
+    try:
+        try:
+            raise sqlite3.OperationalError(message)
+        except sqlite3.OperationalError as cause:
+            raise OperationalError(message) from cause
+    except OperationalError as error:
+        return error
+
+
+def test_sqlite_busy_is_an_outage_but_sqlite_rejecting_the_sql_is_a_bug():
+    assert is_database_unavailable(_sqlite_error("database is locked"))
+    assert is_database_unavailable(_sqlite_error("unable to open database file"))
+    # SQLite says OperationalError for SQL it can't read: a 503 "try again shortly" would hide the bug
+    assert not is_database_unavailable(_sqlite_error('near "FOR": syntax error'))
+    assert not is_database_unavailable(_sqlite_error("no such column: ranking_rankingtask.foo"))
+    assert is_database_unavailable(OperationalError("server closed the connection unexpectedly"))  # PostgreSQL
