@@ -31,6 +31,7 @@ from annotation.models import (
 )
 from annotation.selectors.projects import user_has_role
 from config.exceptions import ApplicationError, ConflictError
+from config.sql import for_update_clause
 
 # --- turns -------------------------------------------------------------------------------------------------
 
@@ -249,6 +250,7 @@ def prompt_lease_next(*, project: Project, user: AbstractBaseUser, batch: int = 
 
 # `next-prompt` runs these on every call, so they are written out once as SQL: the ORM spent more CPU
 # building the walk (a NOT EXISTS probe and a correlated count per row) than PostgreSQL spends running it.
+# They run on SQLite too (a laptop, the tiny benches): its row-locking clause is none (config.sql).
 
 # The first servable prompts, nearest to their demonstrations first, then oldest: an index walk
 # (``prompt_next_idx``) that starts below ``target`` demonstrations, so prompts that have them all are
@@ -268,7 +270,7 @@ LIMIT %(limit)s
 """
 
 # one labeler's concurrent requests queue on their membership row (the row alone: no join)
-_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(user)s FOR UPDATE"
+_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(user)s"
 
 
 def _candidate_prompt_ids(*, project: Project, user: AbstractBaseUser, target: int, limit: int) -> list[int]:
@@ -292,7 +294,7 @@ def _lease_attempt(*, project: Project, user: AbstractBaseUser, prompt_id: int, 
     with transaction.atomic():
         # one labeler's concurrent requests queue here, so a double click can't lease two prompts
         with connection.cursor() as cursor:
-            cursor.execute(_MEMBERSHIP_LOCK_SQL, {"project": project.pk, "user": user.pk})
+            cursor.execute(_MEMBERSHIP_LOCK_SQL + for_update_clause(), {"project": project.pk, "user": user.pk})
         now = timezone.now()
         held = _lease_held(project=project, user=user, now=now)
         if held is not None:

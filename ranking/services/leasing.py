@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Project
+from config.sql import for_update_clause
 from ranking.models import Lease, Ranking, RankingTask, Skip, TaskStatus
 from ranking.services.stats import labeler_skip_counted
 
@@ -119,7 +120,7 @@ def _lease_next_attempt(*, project: Project, labeler: AbstractBaseUser, tried: l
     # once wait here, then find the lease the first one took, instead of each taking a task
     # (the membership row alone: locking the project row too would queue behind submits, which lock it)
     with connection.cursor() as cursor:
-        cursor.execute(_MEMBERSHIP_LOCK_SQL, {"project": project.pk, "labeler": labeler.pk})
+        cursor.execute(_MEMBERSHIP_LOCK_SQL + for_update_clause(), {"project": project.pk, "labeler": labeler.pk})
     now = timezone.now()
     expires_at = now + timedelta(minutes=project.lease_minutes)
     current = _lease_held_renew(project=project, labeler=labeler, now=now, expires_at=expires_at)
@@ -136,9 +137,10 @@ def _lease_next_attempt(*, project: Project, labeler: AbstractBaseUser, tried: l
 
 
 # `next` runs these statements on every call, so they are written out once as SQL: the ORM spent
-# more CPU building the pick (four NOT EXISTS probes) than PostgreSQL spends running it.
+# more CPU building the pick (four NOT EXISTS probes) than PostgreSQL spends running it. They run on
+# SQLite too (a laptop, the tiny benches): its row-locking clauses are none (config.sql).
 
-_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(labeler)s FOR UPDATE"
+_MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(labeler)s"
 
 # My live lease on a still-servable task of the project (a reload shows the same task), its expiry
 # pushed back, in one statement.
@@ -159,7 +161,7 @@ RETURNING id
 # slot taking the task gives back (``_lease_write``), so `next` never waits for beat to free a slot;
 # an expired lease of mine doesn't keep the task from me either (it is taken over).
 _CANDIDATE_FILTERS = """
-    t.project_id = %(project)s AND t.status = %(open)s AND t.is_gold = %(gold)s AND NOT (t.id = ANY(%(tried)s))
+    t.project_id = %(project)s AND t.status = %(open)s AND t.is_gold = %(gold)s
     AND (%(gold)s OR t.rankings_count < %(wanted)s - t.leases_count
          OR EXISTS (SELECT 1 FROM ranking_lease x WHERE x.task_id = t.id AND x.expires_at <= %(now)s))
     AND NOT EXISTS (SELECT 1 FROM ranking_ranking r WHERE r.task_id = t.id AND r.labeler_id = %(labeler)s)
@@ -172,19 +174,19 @@ _CANDIDATE_FILTERS = """
 # then the nearest to completion, finished sooner) and ranking_task_gold_next_idx (gold) are, so the
 # database walks the index and stops at the first row that passes the probes.
 _CANDIDATE_ORDER = {False: "t.purpose, t.rankings_count DESC, t.id", True: "t.rankings_count, t.id"}
-_CANDIDATE_SQL = {
-    # pass over a task someone else is being given this instant rather than queue behind them
-    ("pick", gold): f"SELECT t.* FROM ranking_rankingtask t WHERE {_CANDIDATE_FILTERS}"
-    f" ORDER BY {order} LIMIT 1 FOR UPDATE OF t SKIP LOCKED"
-    for gold, order in _CANDIDATE_ORDER.items()
-} | {
-    ("first", gold): f"SELECT t.id FROM ranking_rankingtask t WHERE {_CANDIDATE_FILTERS} ORDER BY {order} LIMIT 1"
-    for gold, order in _CANDIDATE_ORDER.items()
-} | {
-    ("wait", gold): f"SELECT t.* FROM ranking_rankingtask t WHERE t.id = %(waiting_for)s AND {_CANDIDATE_FILTERS}"
-    " FOR UPDATE OF t"
-    for gold in (False, True)
-}
+
+
+def _candidate_sql(*, gold: bool, tried: list[int], lock: str) -> str:
+    """The candidate query: ``lock`` "pick" (the first unlocked one, locked), "first" (its id, no lock) or
+    "wait" (the row ``%(waiting_for)s`` if still a candidate, locked, waiting for whoever holds it)."""
+    sql = f"SELECT {'t.id' if lock == 'first' else 't.*'} FROM ranking_rankingtask t WHERE {_CANDIDATE_FILTERS}"
+    if tried:  # candidates found full under their lock this call
+        sql += f" AND t.id NOT IN ({', '.join(str(int(task_id)) for task_id in tried)})"
+    if lock == "wait":
+        return sql + " AND t.id = %(waiting_for)s" + for_update_clause(of="t")
+    sql += f" ORDER BY {_CANDIDATE_ORDER[gold]} LIMIT 1"
+    # pick: pass over a task someone else is being given this instant rather than queue behind them
+    return sql + for_update_clause(of="t", skip_locked=True) if lock == "pick" else sql
 
 
 def _lease_held_renew(*, project: Project, labeler: AbstractBaseUser, now, expires_at) -> Lease | None:
@@ -205,9 +207,8 @@ def _candidate_lock(*, project: Project, labeler: AbstractBaseUser, gold: bool, 
         "gold": gold,
         "wanted": project.rankings_per_task,
         "now": now,
-        "tried": tried,
     }
-    task = next(iter(RankingTask.objects.raw(_CANDIDATE_SQL["pick", gold], params)), None)
+    task = next(iter(RankingTask.objects.raw(_candidate_sql(gold=gold, tried=tried, lock="pick"), params)), None)
     if task is not None:
         return task
     # every candidate left is being given to someone else this instant: wait for the first rather
@@ -215,11 +216,12 @@ def _candidate_lock(*, project: Project, labeler: AbstractBaseUser, gold: bool, 
     # waits keeps the lock of each row it then finds changed and passes over (PostgreSQL's recheck),
     # and two such walks deadlock
     with connection.cursor() as cursor:
-        cursor.execute(_CANDIDATE_SQL["first", gold], params)
+        cursor.execute(_candidate_sql(gold=gold, tried=tried, lock="first"), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    task = next(iter(RankingTask.objects.raw(_CANDIDATE_SQL["wait", gold], params | {"waiting_for": row[0]})), None)
+    waiting = _candidate_sql(gold=gold, tried=tried, lock="wait")
+    task = next(iter(RankingTask.objects.raw(waiting, params | {"waiting_for": row[0]})), None)
     if task is None:
         raise _TaskFull(row[0])  # gone, complete or no longer for me meanwhile
     return task
@@ -253,7 +255,9 @@ RETURNING task.rankings_count, task.leases_count, (SELECT id FROM leased)
 def _lease_write(
     *, project: Project, task: RankingTask, labeler: AbstractBaseUser, gold: bool, now, expires_at
 ) -> Lease:
-    """Lease ``task`` to ``labeler`` if it has room, in one statement; the caller holds the task's row lock."""
+    """Lease ``task`` to ``labeler`` if it has room (in one statement on PostgreSQL); the caller holds its row lock."""
+    if connection.vendor != "postgresql":
+        return _lease_write_in_steps(project=project, task=task, labeler=labeler, gold=gold, now=now, expires_at=expires_at)
     with connection.cursor() as cursor:
         cursor.execute(
             _LEASE_WRITE_SQL,
@@ -271,6 +275,26 @@ def _lease_write(
     if lease_id is None:
         raise _TaskFull(task.pk)
     return Lease(pk=lease_id, task=task, labeler=labeler, expires_at=expires_at, created_at=now)
+
+
+def _lease_write_in_steps(
+    *, project: Project, task: RankingTask, labeler: AbstractBaseUser, gold: bool, now, expires_at
+) -> Lease:
+    """What ``_LEASE_WRITE_SQL`` does, a statement at a time (SQLite has no data-modifying WITH)."""
+    Lease.objects.filter(task=task, expires_at__lte=now).exclude(labeler=labeler).delete()
+    task.rankings_count = Ranking.objects.filter(task=task).count()
+    task.leases_count = Lease.objects.filter(task=task, expires_at__gt=now).count()
+    lease = None
+    if gold or task.rankings_count + task.leases_count < project.rankings_per_task:
+        lease, _ = Lease.objects.update_or_create(
+            task=task, labeler=labeler, defaults={"expires_at": expires_at, "created_at": now}
+        )
+        task.leases_count += 1
+    RankingTask.objects.filter(pk=task.pk).update(rankings_count=task.rankings_count, leases_count=task.leases_count)
+    task.project = project
+    if lease is None:
+        raise _TaskFull(task.pk)
+    return lease
 
 
 @transaction.atomic
