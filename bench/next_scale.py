@@ -1,9 +1,10 @@
 """How long `next` takes for one labeler at 10,000 and at 1,000,000 tasks: the pick must not grow with the project.
 
     .venv/bin/python bench/next_scale.py [--sizes 10000 1000000] [--requests 300] [--out bench/results/next-scale.json]
+        [--database rlhf_bench_next]
 
-For each size it builds, in a scratch PostgreSQL database (`rlhf_bench_next`, dropped and made again;
-the schema by `migrate`), one project holding that many ranking tasks (K = 4 answers each, SQL
+For each size it builds, in a scratch PostgreSQL database (`--database`, default `rlhf_bench_next`, dropped
+and made again; the schema by `migrate`; the cache and broker are REDIS_URL and TEST_CACHE_URL), one project holding that many ranking tasks (K = 4 answers each, SQL
 `generate_series`; about 1,000 of them already ranked once or twice by other labelers, spread over
 the table) and as many prompts in the demonstration queue (the oldest tenth with a submitted
 demonstration, as a queue served oldest first looks after a while). Then one labeler works through the real HTTP API in this process (Django's test
@@ -12,7 +13,10 @@ socket): `POST /api/ranking-tasks/next/` then `POST …/rankings/` of the task i
 times, and `POST /api/dialogues/next-prompt/` then discards the draft (so the next call picks
 again). Only the `next` calls are timed (after 20 untimed warm-up rounds); the submit/discard
 timings are printed beside them, and so is what a request that reads only the project costs on
-the same machine at the same moment (`request_floor`), and one `SELECT 1`. `--baseline` also times the candidate query `next` ran before
+the same machine at the same moment (`request_floor`), and one `SELECT 1`. Beside the wall times, what
+each kind of call cost in CPU whatever share of the machine it got: this process (`process_time`:
+Django, DRF, the driver) and its PostgreSQL backend (`/proc/<pid>/stat`), per call, and the SQL
+statements per call; and the load average before and after. `--baseline` also times the candidate query `next` ran before
 issue 11 (correlated counts of rankings and live leases for every open task, then a sort) on the
 same tables, a few times at each size.
 """
@@ -34,15 +38,15 @@ RANKED = 1_000  # tasks other labelers already ranked, as in the issue's measure
 K = 4
 
 
-def _setup_django() -> None:
+def _setup_django(db_name: str) -> None:
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"),
         "TEST_CACHE_URL": os.environ.get("TEST_CACHE_URL", "redis://127.0.0.1:6379/2"),
     })
-    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB_NAME], check=True)
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", db_name], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", db_name], check=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=os.environ, check=True)
     sys.path.insert(0, str(ROOT))
     import django
@@ -53,7 +57,7 @@ def _setup_django() -> None:
     setup_test_environment()  # the test client's host, as in the suite
 
 
-def build(*, size: int, slug: str, prompts: bool = True):
+def build(*, size: int, slug: str, prompts: bool = True, vacuum: bool = False):
     """Make a project of ``size`` ranking tasks (and ``size`` prompts), its labeler and a few others; return them."""
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -136,10 +140,23 @@ def build(*, size: int, slug: str, prompts: bool = True):
                 """,
                 [project.pk, others[0].pk, project.pk, size // 10],
             )
-        cursor.execute("ANALYZE")
+        # VACUUM as autovacuum leaves a table: the UPDATEs above leave an index entry dead for every
+        # task counted and prompt done, right where `next` starts its walk (a tenth of the prompts: at a
+        # million, 500 index pages read per next-prompt until vacuumed)
+        cursor.execute("VACUUM ANALYZE" if vacuum else "ANALYZE")
     made = f"{size:,} tasks ({size * K:,} answers)" + (f" and {size:,} prompts" if prompts else "")
     print(f"  built {made} in {time.perf_counter() - started:.0f} s", flush=True)
     return project, labeler
+
+
+def _backend_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one PostgreSQL backend (same machine, Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -164,16 +181,31 @@ def time_next(*, project, labeler, requests: int, warmup: int = 20) -> dict:
 
     client = Client()
     client.force_login(labeler)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     figures: dict[str, list[float]] = {"ranking_next": [], "ranking_submit": [], "prompt_next": [], "prompt_discard": []}
+    cpu = {kind: {"web_s": 0.0, "db_s": 0.0} for kind in ("ranking_next", "prompt_next")}
     queries = {}
+
+    def timed_call(kind: str, call):
+        """Run ``call``; return its answer and wall milliseconds, adding its CPU to ``cpu[kind]``."""
+        with CaptureQueriesContext(connection) as captured:
+            db_before, web_before = _backend_cpu_seconds(backend), time.process_time()
+            started = time.perf_counter()
+            answer = call()
+            spent = (time.perf_counter() - started) * 1000
+            cpu[kind]["web_s"] += time.process_time() - web_before
+            cpu[kind]["db_s"] += _backend_cpu_seconds(backend) - db_before
+        queries[kind] = len(captured)
+        return answer, spent
+
     for round_ in range(warmup + requests):
         timed = round_ >= warmup
-        with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            answer = client.post(f"/api/ranking-tasks/next/?project={project.pk}")
-            spent = (time.perf_counter() - started) * 1000
+        if round_ == warmup:
+            cpu = {kind: {"web_s": 0.0, "db_s": 0.0} for kind in cpu}  # the warm-up rounds don't count
+        answer, spent = timed_call("ranking_next", lambda: client.post(f"/api/ranking-tasks/next/?project={project.pk}"))
         assert answer.status_code == 200, answer.status_code
-        queries["ranking_next"] = len(captured)
         task = answer.json()
         started = time.perf_counter()
         submitted = client.post(
@@ -187,12 +219,8 @@ def time_next(*, project, labeler, requests: int, warmup: int = 20) -> dict:
             figures["ranking_next"].append(spent)
             figures["ranking_submit"].append(submit_spent)
 
-        with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            answer = client.post(f"/api/dialogues/next-prompt/?project={project.pk}")
-            spent = (time.perf_counter() - started) * 1000
+        answer, spent = timed_call("prompt_next", lambda: client.post(f"/api/dialogues/next-prompt/?project={project.pk}"))
         assert answer.status_code == 201, (answer.status_code, answer.content[:300])
-        queries["prompt_next"] = len(captured)
         started = time.perf_counter()
         discarded = client.delete(f"/api/dialogues/{answer.json()['id']}/")
         discard_spent = (time.perf_counter() - started) * 1000
@@ -200,6 +228,14 @@ def time_next(*, project, labeler, requests: int, warmup: int = 20) -> dict:
         if timed:
             figures["prompt_next"].append(spent)
             figures["prompt_discard"].append(discard_spent)
+    cpu_per_call = {
+        kind: {
+            "web_ms": round(spent["web_s"] * 1000 / requests, 2),
+            "db_ms": round(spent["db_s"] * 1000 / requests, 2),
+            "total_ms": round((spent["web_s"] + spent["db_s"]) * 1000 / requests, 2),
+        }
+        for kind, spent in cpu.items()
+    }
     # what this machine charges for little: a request through the same stack that reads the project
     # (session, user, project, membership: as every call above does first), and one database round trip
     floor: dict[str, list[float]] = {"request_floor": [], "select_1": []}
@@ -211,7 +247,10 @@ def time_next(*, project, labeler, requests: int, warmup: int = 20) -> dict:
             started = time.perf_counter()
             cursor.execute("SELECT 1")
             floor["select_1"].append((time.perf_counter() - started) * 1000)
-    return {name: _figures(values) for name, values in (figures | floor).items()} | {"queries": queries}
+    return {name: _figures(values) for name, values in (figures | floor).items()} | {
+        "queries": queries,
+        "cpu_per_call": cpu_per_call,
+    }
 
 
 def time_baseline(*, project, labeler, runs: int) -> dict:
@@ -250,14 +289,18 @@ def main() -> int:
     parser.add_argument("--baseline", action="store_true", help="also time the pre-issue-11 candidate query")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    parser.add_argument("--vacuum", action="store_true", help="VACUUM ANALYZE after the build, not only ANALYZE")
+    parser.add_argument("--database", default=DB_NAME, help="the scratch database's name (dropped and made again)")
     args = parser.parse_args()
-    _setup_django()
+    _setup_django(args.database)
     results = {}
     try:
         for size in args.sizes:
             print(f"size {size:,}", flush=True)
-            project, labeler = build(size=size, slug=f"bench-{size}")
+            project, labeler = build(size=size, slug=f"bench-{size}", vacuum=args.vacuum)
+            load_before = _load_average()
             result = time_next(project=project, labeler=labeler, requests=args.requests)
+            result["load_average"] = {"before": load_before, "after": _load_average()}
             if args.baseline:
                 result["baseline_candidate_query"] = time_baseline(
                     project=project, labeler=labeler, runs=10 if size <= 100_000 else 3
@@ -269,7 +312,7 @@ def main() -> int:
 
         connections.close_all()
         if not args.keep:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB_NAME], check=True)
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.database], check=True)
     small, large = min(results), max(results)
     summary = {}
     for kind in ("ranking_next", "prompt_next"):
@@ -278,6 +321,8 @@ def main() -> int:
             f"{large:,} median_ms": results[large][kind]["median_ms"],
             f"{large:,} p95_ms": results[large][kind]["p95_ms"],
             "ratio_of_medians": round(results[large][kind]["median_ms"] / results[small][kind]["median_ms"], 3),
+            "queries": results[large]["queries"][kind],
+            f"{large:,} cpu_per_call_ms": results[large]["cpu_per_call"][kind],
         }
     print(json.dumps(summary, indent=1))
     if args.out:
