@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from annotation.models import ReviewDecision, Role
+from annotation.models import ProjectImportJob, ReviewDecision, Role
 from annotation.services.dialogues import dialogue_review, dialogue_submit
 from annotation.services.projects import guideline_publish
 from ranking.models import ImportJobState, RankingImportJob
@@ -70,6 +70,9 @@ def site_build() -> Site:
     evaluation_answered(project, [base, sft], prompts=1)
     RankingImportJob.objects.create(project=project, created_by=users[Role.MANAGER], format="ranking-jsonl",
                                     file_name="big.jsonl", state=ImportJobState.RUNNING, lines_total=100, lines_done=40)
+    ProjectImportJob.objects.create(project=project, created_by=users[Role.MANAGER], format="prompts-jsonl",
+                                    kind="prompts", file_name="prompts.jsonl", state=ImportJobState.RUNNING,
+                                    lines_total=100, lines_done=40)
     return Site(project=project, users=users, run_url=f"/projects/{project.pk}/training/runs/{run.pk}/")
 
 

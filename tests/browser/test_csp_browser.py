@@ -64,6 +64,7 @@ def test_every_page_a_role_reaches_has_the_policy_and_no_violation(live_server, 
     if role == Role.MANAGER:  # pages with live parts: the run's charts, an import's progress bar
         assert site.run_url in opened
         assert any(re.match(rf"^/projects/{site.project.pk}/ranking/import/\d+/$", url) for url in opened)
+        assert any(re.match(rf"^/projects/{site.project.pk}/data/imports/\d+/$", url) for url in opened)
     if role == "admin":
         assert sum(url.startswith("/admin/") and url.endswith("/add/") for url in opened) >= 10
         assert sum(bool(re.search(r"^/admin/.+/\d+/change/", url)) for url in opened) >= 5
