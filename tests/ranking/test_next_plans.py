@@ -163,3 +163,16 @@ def test_next_and_what_runs_beside_it_walk_indexes_at_scale(project, make_member
         loop_status(project=project)
     for sql, plan in _plans(reclaim) + _plans(loop):
         assert not _seq_scans(plan, "ranking_rankingtask"), (sql, plan)
+
+
+def test_the_tables_next_walks_are_vacuumed_often_indexes_included():
+    """Dead index entries (a task's or prompt's count changed) sit where the walks start until a vacuum
+    cleans the index: at 100,000 of them next-prompt read 500 index pages a call (bench/RESULTS.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('annotation_prompt', 'ranking_rankingtask')"
+        )
+        options = dict(cursor.fetchall())
+    for table in ("annotation_prompt", "ranking_rankingtask"):
+        assert "vacuum_index_cleanup=on" in options[table], options
+        assert "autovacuum_vacuum_scale_factor=0.01" in options[table], options
