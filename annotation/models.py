@@ -126,7 +126,8 @@ class Source(models.TextChoices):
 class Prompt(models.Model):
     """A user message in a project's queue; labelers write demonstrations that answer it."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # indexed with id (Meta): a project's prompts in id order, for keyset pages and the foreign key alike
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     text = models.TextField(validators=[MaxLengthValidator(PROMPT_MAX_CHARS)])
     # sha256 of the text with whitespace collapsed: the same prompt twice in a project is refused
     text_hash = models.CharField(max_length=64, editable=False)
@@ -152,7 +153,9 @@ class Prompt(models.Model):
                 fields=["project", "-demonstrations_count", "id"],
                 condition=models.Q(is_active=True, held_out=False),
                 name="prompt_next_idx",
-            )
+            ),
+            # keyset pages of one project's prompts (GET /api/prompts/) walk it from the cursor
+            models.Index(fields=["project", "id"], name="prompt_project_id_idx"),
         ]
         ordering = ["project", "id"]
 

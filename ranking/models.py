@@ -107,7 +107,8 @@ class TaskPurpose(models.TextChoices):
 class RankingTask(models.Model):
     """A conversation context and K answers to rank, and the consensus once enough labelers ranked it."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_tasks")
+    # indexed with id (Meta): a project's tasks in id order, for keyset pages and the foreign key alike
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_tasks", db_index=False)
     context = models.JSONField(help_text="The conversation so far: [{role, content}, …], ending on a user turn.")
     prompt = models.ForeignKey(
         Prompt,
@@ -149,6 +150,9 @@ class RankingTask(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
+            # keyset pages of one project's tasks (GET /api/ranking-tasks/) walk it from the cursor, however
+            # many other projects' tasks lie between; it serves the foreign key too, so no index of its own
+            models.Index(fields=["project", "id"], name="ranking_task_project_id_idx"),
             models.Index(fields=["project", "status", "is_gold"]),
             # `next`: open, not gold; evaluation tasks first ("evaluation" sorts before "ranking", hence
             # ASC), then nearest to completion, then oldest
@@ -199,7 +203,8 @@ class RankingTask(models.Model):
 class Response(TaskIsFixedOnceSaved, models.Model):
     """One of a task's K answers: sampled from a model (``generator`` names it) or written by a person."""
 
-    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="responses")
+    # no index of its own: one_response_per_task_position (task, position) serves the foreign key
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="responses", db_index=False)
     content = models.TextField()
     generator = models.CharField(max_length=200, blank=True, help_text="Model (version) or 'human' that wrote it.")
     position = models.PositiveSmallIntegerField(help_text="Order in which the answers were given (not shown order).")

@@ -203,3 +203,51 @@ def test_no_page_reads_a_big_table_through(client, project, make_member, django_
     client.force_login(users["manager"])
     deep_offset = client.get(f"/api/ranking-tasks/?project={project.pk}&offset=100000")
     assert deep_offset.status_code == 400 and "next" in deep_offset.json()["detail"]
+
+
+def _prompts_bulk_insert(project, *, count: int, start: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO annotation_prompt (project_id, text, text_hash, source, is_active, held_out, created_at)
+            SELECT %s, 'Prompt ' || n, md5(%s || '-' || n), 'written', true, false, now()
+            FROM generate_series(%s, %s) n
+            """,
+            [project.pk, str(project.pk), start, start + count - 1],
+        )
+
+
+def test_a_deep_page_walks_its_own_projects_rows_not_the_others_between(client, project, make_member, monkeypatch):
+    # two projects whose rows interleave in id order, as sampling jobs and imports of several projects
+    # leave them: a page of the first that starts before the second's block must not read that block
+    from tests.factories import ProjectFactory
+
+    monkeypatch.setattr(counting, "EXACT_COUNT_LIMIT", EXACT_LIMIT)
+    other_project = ProjectFactory()
+    manager = make_member(project, Role.MANAGER)
+    tasks_bulk_insert(project, count=5_000, answers=2)
+    _prompts_bulk_insert(project, count=5_000, start=1)
+    tasks_bulk_insert(other_project, count=100_000, answers=2)
+    _prompts_bulk_insert(other_project, count=100_000, start=1)
+    tasks_bulk_insert(project, count=200, answers=2)
+    _prompts_bulk_insert(project, count=200, start=5_001)
+    with connection.cursor() as cursor:
+        for table in BIG_TABLES:
+            cursor.execute(f"ANALYZE {table}")
+    client.force_login(manager)
+    failures = []
+    for table, path in (("ranking_rankingtask", "/api/ranking-tasks/"), ("annotation_prompt", "/api/prompts/")):
+        # the page after the first block's 4,990th row: its last 10 rows, then 40 from the block after
+        sql = f"SELECT id FROM {table} WHERE project_id = %s ORDER BY id OFFSET 4989 LIMIT 1"
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("LIMIT 1", "LIMIT 51"), [project.pk])
+            expected = [row[0] for row in cursor.fetchall()[1:]]
+        url = f"{path}?project={project.pk}&limit=50&cursor={_deep_cursor(sql, [project.pk])}"
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        assert [row["id"] for row in response.json()["results"]] == expected, url
+        for query in queries.captured_queries:
+            if query["sql"].lstrip().upper().startswith("SELECT"):
+                failures += [f"{url}: {scan}\n    {query['sql'][:400]}" for scan in _too_big_scans(query["sql"])]
+    assert not failures, "\n".join(failures)
