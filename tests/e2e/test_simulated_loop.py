@@ -19,8 +19,8 @@ still beat SFT in only some runs (72, 62, 27.5, 79.5, 51.75 % seen; issue 10): i
 up to 15) into short answers that some reward models overrate. Offline (bench/tiny_ppo_sweep.py), on
 one loop's SFT policy and eight reward models trained on its rankings (four seeds, 150 or 300 steps),
 1e-3 for 24 steps won 64-96 % of the held-out answers (one collapse to "good answer is"), 3e-4 for 48
-steps 80-96.5 % with less KL (5.7-11 nats against 6.5-15); seven runs of this test with it won 79.75-
-98.25 % (median 92.5 %), KL 5.9-12.5, in 3-9 minutes (bench/results/tiny-loop-seeds/ppo_3e-4_48_steps.md).
+steps 80-96.5 % with less KL (5.7-11 nats against 6.5-15); eight runs of this test with it won 79.75-
+98.25 % (median 91.5 %), KL 5.9-12.5, in 3-9 minutes (bench/results/tiny-loop-seeds/ppo_3e-4_48_steps.md).
 Engine runs use one thread: on two shared cores, two OpenMP threads per run stalled a tiny model's
 steps up to 30-fold when other processes competed for the cores.
 """
