@@ -51,7 +51,9 @@ def test_a_task_with_two_rankings_is_on_the_quality_page_before_it_is_complete(c
     client.force_login(make_member(project, Role.MANAGER))
     html = client.get(f"/projects/{project.pk}/ranking/quality/").content.decode()
     assert "No task has two rankings yet" not in html
-    assert f"<td>{task.pk}</td>" in html and "<td>-1.00</td><td>2</td>" in html
+    assert f'<td data-cell="task" data-label="Task">{task.pk}</td>' in html
+    assert '<td data-cell="agreement" data-label="τ-b">-1.00</td>' in html
+    assert '<td data-cell="rankings" data-label="Rankings">2</td>' in html
 
 
 def test_a_single_ranking_gives_no_agreement_and_the_page_says_so(client, project, make_member):
