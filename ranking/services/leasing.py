@@ -143,7 +143,10 @@ def _lease_next_attempt(*, project: Project, labeler: AbstractBaseUser, tried: l
 _MEMBERSHIP_LOCK_SQL = "SELECT id FROM annotation_membership WHERE project_id = %(project)s AND user_id = %(labeler)s"
 
 # My live lease on a still-servable task of the project (a reload shows the same task), its expiry
-# pushed back, in one statement.
+# pushed back, in one statement. Renewing changes whether the lease counts, so it holds the task's row
+# lock like every other lease writer: otherwise a lease renewed just as it expires could be counted
+# expired by another labeler's `next` taking the task at that instant, and both would keep a slot.
+# Whoever locks first wins: after another `next` reclaimed it, the UPDATE finds the lease gone.
 _HELD_RENEW_SQL = """
 UPDATE ranking_lease SET expires_at = %(expires_at)s
 WHERE id = (
@@ -151,8 +154,8 @@ WHERE id = (
     WHERE l.labeler_id = %(labeler)s AND t.project_id = %(project)s AND t.status = %(open)s
       AND l.expires_at > %(now)s
       AND NOT EXISTS (SELECT 1 FROM ranking_ranking r WHERE r.task_id = l.task_id AND r.labeler_id = %(labeler)s)
-    ORDER BY l.created_at LIMIT 1
-)
+    ORDER BY l.created_at LIMIT 1{lock}
+) AND expires_at > %(now)s
 RETURNING id
 """
 
@@ -193,7 +196,7 @@ def _lease_held_renew(*, project: Project, labeler: AbstractBaseUser, now, expir
     """Return my live lease on a servable task of ``project`` with its expiry pushed back, or None."""
     params = {"labeler": labeler.pk, "project": project.pk, "open": TaskStatus.OPEN, "now": now, "expires_at": expires_at}
     with connection.cursor() as cursor:
-        cursor.execute(_HELD_RENEW_SQL, params)
+        cursor.execute(_HELD_RENEW_SQL.format(lock=for_update_clause(of="t")), params)
         row = cursor.fetchone()
     return None if row is None else Lease.objects.select_related("task").get(pk=row[0])
 

@@ -90,3 +90,42 @@ def test_one_labeler_opening_the_rank_page_in_several_tabs_at_once_holds_one_lea
     served = run_at_once(lease, [labeler] * 6)  # six tabs
     assert len(set(served)) == 1  # every tab shows the same task
     assert Lease.objects.filter(labeler=labeler).count() == 1  # and no other task sits leased to nobody's use
+
+
+def test_a_lease_renewed_as_it_expires_is_not_also_given_to_another_labeler(project, make_member):
+    # A reloads its task the instant its lease runs out while B asks for a task: the renewal and B's
+    # `next` must not both win. A's renewal is held open (its transaction not yet committed) while B's
+    # `next` runs with A's old expiry past; B must pass over the task, not take the slot A keeps.
+    import threading
+    import time
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from ranking.services.leasing import _lease_held_renew
+
+    project.rankings_per_task = 1
+    project.save()
+    task = RankingTaskFactory(project=project, answers=2)
+    a, b = make_member(project), make_member(project)
+    Lease.objects.create(task=task, labeler=a, expires_at=timezone.now() + timedelta(seconds=1))
+    served = {}
+
+    def b_asks():
+        served["b"] = ranking_task_lease_next(project=project, labeler=b)
+        connection.close()
+
+    with transaction.atomic():
+        now = timezone.now()
+        renewed = _lease_held_renew(project=project, labeler=a, now=now, expires_at=now + timedelta(minutes=30))
+        assert renewed is not None
+        time.sleep(1.5)  # A's old expiry is past when B asks
+        asker = threading.Thread(target=b_asks)
+        asker.start()
+        asker.join(timeout=1.0)  # B passes over the locked task at once, or waits for A's commit
+    asker.join(timeout=30)
+    assert not asker.is_alive()
+    assert served["b"] is None  # the one slot is A's
+    live = Lease.objects.filter(task=task, expires_at__gt=timezone.now())
+    assert [lease.labeler_id for lease in live] == [a.pk]
