@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Role
@@ -74,8 +75,11 @@ def test_a_promoted_reward_model_is_checked_on_the_tasks_completed_after_its_tra
     LoopPolicy.objects.update_or_create(project=project, defaults={"config_templates": {"score": {"max_length": 64}}})
     model_promote(model=reward)  # the worker looks at once: every completed task is in its snapshot
 
-    # more tasks complete after it was trained; the beat task finds them
-    fresh = [ranked_task(project, orders, ranked_at=timezone.now()) for orders in ORDERS]
+    # more tasks complete after it was trained; the beat task finds them. In one transaction: the look
+    # that promotion queued may reach the worker only now, and must see all of them or none (it starts a
+    # check from 3 waiting tasks: seeing 3 of the 4 would check those alone)
+    with transaction.atomic():
+        fresh = [ranked_task(project, orders, ranked_at=timezone.now()) for orders in ORDERS]
     reward_checks_start_task.delay()
     check_run = wait_for(lambda: TrainingRun.objects.filter(project=project, kind=RunKind.SCORE).first(),
                          timeout=60, what="the check's score run")
