@@ -332,7 +332,26 @@ class ImportJobState(models.TextChoices):
     FAILED = "failed", "Failed"  # nothing was imported: ``error`` says why (``errors``: the wrong lines)
 
 
-class ProjectImportJob(models.Model):
+class ImportJobProgress:
+    """What an import job's page and API show of its state (ProjectImportJob here, ranking.RankingImportJob)."""
+
+    state: str
+    lines_done: int
+    lines_total: int
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (ImportJobState.DONE, ImportJobState.FAILED)
+
+    @property
+    def progress(self) -> float:
+        """Share of the file's lines read, 0 to 1 (1 once finished)."""
+        if self.is_finished:
+            return 1.0
+        return min(1.0, self.lines_done / self.lines_total) if self.lines_total else 0.0
+
+
+class ProjectImportJob(ImportJobProgress, models.Model):
     """A prompt or demonstration file imported by the worker, all or nothing: its progress, then what it created or why not.
 
     The same design as ranking's ``RankingImportJob``: the upload waits under the data root, the
@@ -376,14 +395,3 @@ class ProjectImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"Import {self.pk} of {self.file_name or 'a file'} into {self.project} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in (ImportJobState.DONE, ImportJobState.FAILED)
-
-    @property
-    def progress(self) -> float:
-        """Share of the file's lines read, 0 to 1 (1 once finished)."""
-        if self.is_finished:
-            return 1.0
-        return min(1.0, self.lines_done / self.lines_total) if self.lines_total else 0.0

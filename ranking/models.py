@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Membership, Project, Prompt
+from annotation.models import ImportJobProgress, ImportJobState, Membership, Project, Prompt  # noqa: F401 (ImportJobState: ranking.models exports it too)
 
 MIN_RESPONSES = 2
 MAX_RESPONSES = 9
@@ -417,14 +417,7 @@ class CountedRanking(models.Model):
         return f"Counted ranking {self.ranking_id}"
 
 
-class ImportJobState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"  # nothing was imported: ``error`` says why (``errors``: the wrong lines)
-
-
-class RankingImportJob(models.Model):
+class RankingImportJob(ImportJobProgress, models.Model):
     """A ranking-task file imported by the worker, all or nothing: its progress, then what it created or why not."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_import_jobs")
@@ -461,14 +454,3 @@ class RankingImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"Import {self.pk} of {self.file_name or 'a file'} into {self.project} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in (ImportJobState.DONE, ImportJobState.FAILED)
-
-    @property
-    def progress(self) -> float:
-        """Share of the file's lines read, 0 to 1 (1 once finished)."""
-        if self.is_finished:
-            return 1.0
-        return min(1.0, self.lines_done / self.lines_total) if self.lines_total else 0.0
