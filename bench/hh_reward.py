@@ -43,12 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # 16 pairs per step, max_length 1024, full fine-tuning.
 BASE = {"learning_rate": 2e-5, "num_epochs": 2, "per_device_batch_size": 16, "max_length": 1024,
         "eval_fraction": 0.0, "log_every": 10, "save_every": 100_000}
+_LORA = {"learning_rate": 2e-4, "num_epochs": 2, "warmup_ratio": 0.1, "lr_scheduler": "cosine",
+         "lora": {"r": 32, "alpha": 64, "dropout": 0.05}}
 RECIPES = {
     "baseline": {},
     "low_lr": {"learning_rate": 5e-6, "num_epochs": 1, "warmup_ratio": 0.1, "lr_scheduler": "cosine"},
     "mid_lr": {"learning_rate": 1e-5, "num_epochs": 1, "warmup_ratio": 0.1, "lr_scheduler": "cosine"},
-    "lora": {"learning_rate": 2e-4, "num_epochs": 2, "warmup_ratio": 0.1, "lr_scheduler": "cosine",
-             "lora": {"r": 32, "alpha": 64, "dropout": 0.05}},
+    "lora": _LORA,
     "no_margin": {"margin_scale": 0.0},
     # the top of the network only: embeddings and the lower 22 of SmolLM2's 30 layers stay as pretrained
     "top8": {"train_top_layers": 8, "learning_rate": 5e-5, "num_epochs": 2, "warmup_ratio": 0.1,
@@ -56,6 +57,16 @@ RECIPES = {
     "top4": {"train_top_layers": 4, "learning_rate": 1e-4, "num_epochs": 3, "warmup_ratio": 0.1,
              "lr_scheduler": "cosine"},
     "long_low": {"learning_rate": 5e-6, "num_epochs": 4, "warmup_ratio": 0.1, "lr_scheduler": "cosine"},
+    # around `lora`: one change each
+    "lora_3ep": {**_LORA, "num_epochs": 3},
+    "lora_1ep": {**_LORA, "learning_rate": 3e-4, "num_epochs": 1},
+    "lora_lr1e4_3ep": {**_LORA, "learning_rate": 1e-4, "num_epochs": 3},
+    "lora_r8": {**_LORA, "lora": {"r": 8, "alpha": 16, "dropout": 0.05}},
+    "lora_r64": {**_LORA, "learning_rate": 1e-4, "lora": {"r": 64, "alpha": 128, "dropout": 0.05}},
+    "lora_b8": {**_LORA, "learning_rate": 1e-4, "per_device_batch_size": 8},
+    "lora_wd": {**_LORA, "weight_decay": 0.05, "lora": {"r": 32, "alpha": 64, "dropout": 0.1}},
+    "lora_attn": {**_LORA, "lora": {"r": 32, "alpha": 64, "dropout": 0.05,
+                                    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}},
 }
 HELD_OUT_FRACTION = 0.2
 SPLIT_SEED = 1234
@@ -164,6 +175,11 @@ def main() -> int:
                 rows += [{"fold": index, "task": row.get("task"), "margin": row["margin"]} for row in fold_rows]
                 fold_accuracies.append(score_run.result["metrics"]["pairwise_accuracy"])
                 train_metrics.append(reward_run.result["metrics"])
+                # a job stopped by its time limit still leaves the folds it finished
+                partial = {"recipe": recipe, "seed": seed, "config": config, "fold_accuracies": fold_accuracies,
+                           "train_metrics": train_metrics, "rows": rows}
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.with_suffix(f".{recipe}.seed{seed}.partial.json").write_text(json.dumps(partial) + "\n")
             accuracy = sum(row["margin"] > 0 for row in rows) / len(rows)
             per_seed.append({"seed": seed, "held_out_accuracy": round(accuracy, 4), "held_out_pairs": len(rows),
                              "fold_accuracies": fold_accuracies, "train_metrics": train_metrics,
