@@ -57,6 +57,10 @@ RECIPES = {
     "top4": {"train_top_layers": 4, "learning_rate": 1e-4, "num_epochs": 3, "warmup_ratio": 0.1,
              "lr_scheduler": "cosine"},
     "long_low": {"learning_rate": 5e-6, "num_epochs": 4, "warmup_ratio": 0.1, "lr_scheduler": "cosine"},
+    # a frozen SmolLM2 and a linear score on its hidden states (training/engine/probe.py); no margin: HH's
+    # pairs carry rank distance 1, which would only loosen the L2 penalty
+    "probe": {"method": "probe", "margin_scale": 0.0},
+    "probe_margin": {"method": "probe"},
     # around `lora`: one change each
     "lora_3ep": {**_LORA, "num_epochs": 3},
     "lora_1ep": {**_LORA, "learning_rate": 3e-4, "num_epochs": 1},

@@ -37,6 +37,8 @@ from training.engine.conversations import fit_prompt
 from training.engine.data import read_prompts
 from training.engine.errors import EngineError
 from training.engine.hf import compile_decoder_layers
+from training.engine.probe import ProbeRewardModel
+from training.engine.reward_model import load_reward_model
 from training.engine.rollout import RolloutEngine, SamplingParams, plain_generate, supports_fast_path
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal
 from training.engine.sampling import eos_token_ids
@@ -135,9 +137,7 @@ def load_models(cfg: Config, run_dir: RunDir, resume: Path | None, device, froze
         reference = AutoModelForCausalLM.from_pretrained(policy_path, dtype=frozen_dtype).to(device).eval()
     reward = None
     if reward_path:
-        reward = AutoModelForSequenceClassification.from_pretrained(
-            reward_path, num_labels=1, dtype=frozen_dtype
-        )
+        reward = load_reward_model(reward_path, dtype=frozen_dtype, pad_token_id=tokenizer.pad_token_id)
         reward = reward.to(device).eval()
     for frozen in (reference, reward):
         if frozen is not None:
@@ -400,8 +400,13 @@ def score_rollout(
             del ref_logits
             if reward_model is not None:
                 last = scored_positions(mask[rows], att.size(1) - width)
-                per_token = token_values(reward_model, ids, att, pos)
-                scores.append(per_token[torch.arange(len(rows), device=ids.device), last])
+                if isinstance(reward_model, ProbeRewardModel):  # pools the generated answer (probe.py)
+                    answer = torch.zeros_like(att, dtype=torch.bool)
+                    answer[:, -width:] = mask[rows].bool()
+                    scores.append(reward_model(ids, att, answer, last, position_ids=pos))
+                else:
+                    per_token = token_values(reward_model, ids, att, pos)
+                    scores.append(per_token[torch.arange(len(rows), device=ids.device), last])
     logprobs, ref_logprobs = torch.cat(logprobs), torch.cat(ref_logprobs)
     values = torch.cat(values).float() * mask
     if reward_fn is not None:

@@ -33,7 +33,28 @@ from training.engine.run_dir import MetricsLog, Result, RunDir
 
 def main(config: Config, run_dir: RunDir) -> Result:
     """Train the reward model; report held-out pairwise accuracy; save the final model."""
+    if config.method == "probe":
+        from transformers import set_seed
+
+        from training.engine import probe
+
+        set_seed(config.seed)
+        return probe.train(config, run_dir, *training_pairs(config, run_dir))
     return train_in_run_folder(config, run_dir, build_trainer=build_trainer, final_figures=_final_figures)
+
+
+def training_pairs(config: Config, run_dir: RunDir) -> tuple[list[dict], list[dict]]:
+    """Read the pairs and split off the held-out ones; margins scaled, weights as configured."""
+    pairs = read_preference_pairs(run_dir.input_file(config.train_file))
+    if config.eval_file:
+        train_pairs, eval_pairs = pairs, read_preference_pairs(run_dir.input_file(config.eval_file))
+    else:
+        train_pairs, eval_pairs = group_split(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
+    for pair in train_pairs + eval_pairs:
+        pair["margin"] *= config.margin_scale
+        if not config.weigh_by_ranking:
+            pair["weight"] = 1.0
+    return train_pairs, eval_pairs
 
 
 def _final_figures(trainer: RankingRewardTrainer, last_logs: dict, metrics: MetricsLog) -> dict:
@@ -54,15 +75,7 @@ def build_trainer(config: Config, run_dir: RunDir, *, callbacks: list) -> Rankin
     from trl import RewardConfig
 
     set_seed(config.seed)
-    pairs = read_preference_pairs(run_dir.input_file(config.train_file))
-    if config.eval_file:
-        train_pairs, eval_pairs = pairs, read_preference_pairs(run_dir.input_file(config.eval_file))
-    else:
-        train_pairs, eval_pairs = group_split(pairs, eval_fraction=config.eval_fraction, seed=config.seed)
-    for pair in train_pairs + eval_pairs:
-        pair["margin"] *= config.margin_scale
-        if not config.weigh_by_ranking:
-            pair["weight"] = 1.0
+    train_pairs, eval_pairs = training_pairs(config, run_dir)
 
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)

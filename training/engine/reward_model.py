@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from training.engine.chat_masks import special_token_ids
-from training.engine.conversations import fit_conversation, render_scored
+from training.engine.conversations import fit_conversation, render, render_scored
 from training.engine.errors import EngineError
 
 
@@ -30,7 +30,8 @@ def pad_with_eos_if_missing(tokenizer) -> None:
     tokenizer.pad_token = tokenizer.eos_token
 
 
-def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int, *,
+                   answer_starts: bool = False) -> tuple[list[dict], int]:
     """Render prompt + chosen and prompt + rejected as the reward model scores them.
 
     Each conversation ends with the answer's end-of-turn token (module docstring). A pair longer than
@@ -38,6 +39,7 @@ def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[
     token-wise (`conversations.fit_conversation`): its prompt, shared by both answers, loses its oldest
     turns first, then text from its front; an answer too long alone keeps its end, where the score
     sits. Return the rows (chosen_ids, rejected_ids, margin, weight) and how many pairs were shortened.
+    With `answer_starts`, each row also holds `answer_start`: where both answers begin (`answer_start`).
     """
     if pairs and not tokenizer.chat_template:
         raise EngineError("the model's tokenizer has no chat template to render the pairs with")
@@ -60,15 +62,33 @@ def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int) -> tuple[list[
             length=lambda messages: len(scored(messages)),
         )
         shortened += cut
-        rows.append(
-            {
-                "chosen_ids": scored(prompt + chosen),
-                "rejected_ids": scored(prompt + rejected),
-                "margin": pair["margin"],
-                "weight": pair["weight"],
-            }
-        )
+        row = {
+            "chosen_ids": scored(prompt + chosen),
+            "rejected_ids": scored(prompt + rejected),
+            "margin": pair["margin"],
+            "weight": pair["weight"],
+        }
+        if answer_starts:
+            row["answer_start"] = answer_start(tokenizer, prompt, row["chosen_ids"], row["rejected_ids"])
+        rows.append(row)
     return rows, shortened
+
+
+def answer_start(tokenizer, prompt: list[dict], *conversations: list[int]) -> int:
+    """Where the answer begins in rendered conversations sharing `prompt`: after the prompt rendered with
+    its generation prompt (what PPO's rollout starts from), so the answer is its text and end of turn.
+
+    A template whose prompt rendering is not a prefix of the conversation's falls back to the
+    conversations' common prefix, capped at the shortest conversation's last token.
+    """
+    query = render(tokenizer, prompt, add_generation_prompt=True)
+    if all(ids[: len(query)] == query and len(ids) > len(query) for ids in conversations):
+        return len(query)
+    common = 0
+    shortest = min(len(ids) for ids in conversations)
+    while common < shortest - 1 and all(ids[common] == conversations[0][common] for ids in conversations):
+        common += 1
+    return common
 
 
 def collate_pairs(rows: list[dict[str, Any]], *, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -81,6 +101,34 @@ def collate_pairs(rows: list[dict[str, Any]], *, pad_token_id: int) -> dict[str,
         input_ids[index, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[index, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def load_reward_model(source, *, dtype: torch.dtype, pad_token_id: int):
+    """Load the reward model a folder holds: a probe (probe.py) or a one-label sequence classifier."""
+    from training.engine import probe
+
+    if probe.is_probe(source):
+        return probe.load_probe(source, dtype=dtype)
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
+    model.config.pad_token_id = pad_token_id  # the classifier's own pooling wants one
+    return model
+
+
+def score_rows(model, rows: list[dict], *, pad_token_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score tokenized pairs (tokenize_pairs; with answer_start for a probe) in one batch: (chosen, rejected)."""
+    from training.engine import probe
+
+    if isinstance(model, probe.ProbeRewardModel):
+        sequences = [row["chosen_ids"] for row in rows] + [row["rejected_ids"] for row in rows]
+        starts = [row["answer_start"] for row in rows] * 2
+        batch = probe.collate_conversations(sequences, starts, pad_token_id=pad_token_id)
+        scores = model(**{key: value.to(device) for key, value in batch.items()}).float()
+        return scores[: len(rows)], scores[len(rows) :]
+    batch = collate_pairs(rows, pad_token_id=pad_token_id)
+    chosen, rejected, _ = score_pairs(model, {key: value.to(device) for key, value in batch.items()})
+    return chosen, rejected
 
 
 def score_pairs(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, Any]:

@@ -3,7 +3,8 @@
 Input `RUN_DIR/<pairs_file>`: pairs as the ranking export writes them, `{"prompt", "chosen",
 "rejected", "margin"?, "group"?}`, optional `"id"` and `"task"` (copied to the output). Each
 conversation is rendered and scored as `reward` trains it (reward_model.py: at the answer's
-end-of-turn token, where PPO reads it; a pair longer than max_length shortened the same way).
+end-of-turn token, where PPO reads it; a pair longer than max_length shortened the same way), or
+by the probe a folder may hold instead (probe.py).
 Output `RUN_DIR/scores.jsonl`, one line per pair in input order:
     {"id"?, "task"?, "group", "chosen_score", "rejected_score", "margin", "agrees"}
 with margin = chosen_score - rejected_score (the model's, not the labelled margin) and agrees =
@@ -25,7 +26,12 @@ import torch
 
 from training.engine.configs import ScoreConfig as Config
 from training.engine.data import read_preference_pairs
-from training.engine.reward_model import collate_pairs, pad_with_eos_if_missing, score_pairs, tokenize_pairs
+from training.engine.reward_model import (
+    load_reward_model,
+    pad_with_eos_if_missing,
+    score_rows,
+    tokenize_pairs,
+)
 from training.engine.run_dir import MetricsLog, Result, RunDir, StopSignal, is_main_process
 
 OUTPUT_FILE = "scores.jsonl"
@@ -36,7 +42,9 @@ MARGIN_BIN_EDGES = (-4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0)
 
 def main(config: Config, run_dir: RunDir) -> Result:
     """Score every pair with the reward model; write scores.jsonl and the agreement figures."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from training.engine import probe
 
     output = run_dir.resolve(OUTPUT_FILE)
     if not is_main_process():
@@ -46,13 +54,11 @@ def main(config: Config, run_dir: RunDir) -> Result:
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
     pad_with_eos_if_missing(tokenizer)
-    rows, truncated = tokenize_pairs(pairs, tokenizer, config.max_length)
+    rows, truncated = tokenize_pairs(pairs, tokenizer, config.max_length, answer_starts=probe.is_probe(source))
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if config.bf16 else torch.float32
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
-    model.config.pad_token_id = tokenizer.pad_token_id  # the classifier's own pooling wants one
-    model = model.to(device).eval()
+    model = load_reward_model(source, dtype=dtype, pad_token_id=tokenizer.pad_token_id).to(device).eval()
 
     metrics = MetricsLog(run_dir.metrics_file, resume_step=0)  # a rerun starts over
     # longest pairs first, so batches hold pairs of like length (little padding) and a batch too big
@@ -65,9 +71,9 @@ def main(config: Config, run_dir: RunDir) -> Result:
         if stop.requested:
             return Result(status="stopped", step=start)
         indices = order[start : start + config.batch_size]
-        batch = collate_pairs([rows[i] for i in indices], pad_token_id=tokenizer.pad_token_id)
         with torch.no_grad():
-            chosen, rejected, _ = score_pairs(model, {key: value.to(device) for key, value in batch.items()})
+            chosen, rejected = score_rows(model, [rows[i] for i in indices], pad_token_id=tokenizer.pad_token_id,
+                                          device=device)
         scores.update(zip(indices, zip(chosen.tolist(), rejected.tolist(), strict=True), strict=True))
         metrics.log(len(scores), pairs_done=len(scores), pairs_total=len(pairs))
 
