@@ -61,6 +61,8 @@ RECIPES = {
     # pairs carry rank distance 1, which would only loosen the L2 penalty
     "probe": {"method": "probe", "margin_scale": 0.0},
     "probe_margin": {"method": "probe"},
+    "probe_top16": {"method": "probe", "margin_scale": 0.0, "probe_layers": list(range(16, 31, 2))},
+    "probe_every3": {"method": "probe", "margin_scale": 0.0, "probe_layers": list(range(3, 31, 3))},
     # around `lora`: one change each
     "lora_3ep": {**_LORA, "num_epochs": 3},
     "lora_1ep": {**_LORA, "learning_rate": 3e-4, "num_epochs": 1},
