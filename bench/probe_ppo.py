@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--hh", type=Path, required=True)
     parser.add_argument("--ppo-steps", type=int, default=20)
     parser.add_argument("--rollouts", type=int, default=32, help="answers sampled per PPO step")
+    parser.add_argument("--lr", type=float, default=1e-5, help="PPO learning rate")
+    parser.add_argument("--ppo-option", action="append", default=[], metavar="KEY=JSON",
+                        help="another PPO config field, e.g. bf16=false or fast_rollout=false (repeatable)")
     parser.add_argument("--pairs", type=int, default=0, help="use only this many HH pairs (0: all; a CPU check)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -51,9 +54,11 @@ def main() -> int:
     probe = _run("reward", work / "probe", {"model_path": str(base), "method": "probe", "margin_scale": 0.0,
                                              "eval_file": "eval.jsonl", "bf16": gpu}, figures)
     _write_jsonl(work / "ppo" / "prompts.jsonl", [{"messages": prompt} for prompt in prompts])
-    _run("ppo", work / "ppo", {"model_path": str(base), "reward_model": str(probe), "max_steps": args.ppo_steps,
-                               "per_device_batch_size": args.rollouts, "learning_rate": 1e-5, "kl_coef": 0.05,
-                               "max_new_tokens": 64, "save_every": 10_000, "bf16": gpu}, figures)
+    options = {key: json.loads(value) for key, value in (option.split("=", 1) for option in args.ppo_option)}
+    figures["ppo_config"] = {"reward_model": str(probe), "max_steps": args.ppo_steps,
+                             "per_device_batch_size": args.rollouts, "learning_rate": args.lr, "kl_coef": 0.05,
+                             "max_new_tokens": 64, "save_every": 10_000, "bf16": gpu, **options}
+    _run("ppo", work / "ppo", {"model_path": str(base), **figures["ppo_config"]}, figures)
     steps = [json.loads(line) for line in (work / "ppo" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     first, last = steps[: max(1, len(steps) // 5)], steps[-max(1, len(steps) // 5):]
     figures["ppo_curve"] = [{key: step.get(key) for key in ("step", "score", "kl", "response_length", "eos_fraction")
