@@ -34,6 +34,8 @@ def main() -> int:
     parser.add_argument("--ppo-steps", type=int, default=20)
     parser.add_argument("--rollouts", type=int, default=32, help="answers sampled per PPO step")
     parser.add_argument("--lr", type=float, default=1e-5, help="PPO learning rate")
+    parser.add_argument("--reward-method", choices=["probe", "lora"], default="probe",
+                        help="lora: a LoRA-fine-tuned reward model instead (bench/hh_reward.py's `lora`), to compare")
     parser.add_argument("--ppo-option", action="append", default=[], metavar="KEY=JSON",
                         help="another PPO config field, e.g. bf16=false or fast_rollout=false (repeatable)")
     parser.add_argument("--pairs", type=int, default=0, help="use only this many HH pairs (0: all; a CPU check)")
@@ -51,8 +53,13 @@ def main() -> int:
     held = len(pairs) // 5
     _write_jsonl(work / "probe" / "pairs.jsonl", pairs[held:])
     _write_jsonl(work / "probe" / "eval.jsonl", pairs[:held])
-    probe = _run("reward", work / "probe", {"model_path": str(base), "method": "probe", "margin_scale": 0.0,
-                                             "eval_file": "eval.jsonl", "bf16": gpu}, figures)
+    reward_config = {"method": "probe", "margin_scale": 0.0}
+    if args.reward_method == "lora":
+        reward_config = {"learning_rate": 2e-4, "num_epochs": 2, "warmup_ratio": 0.1, "lr_scheduler": "cosine",
+                         "per_device_batch_size": 16, "save_every": 100_000, "lora": {"r": 32, "alpha": 64}}
+    figures["reward_config"] = reward_config
+    probe = _run("reward", work / "probe", {"model_path": str(base), **reward_config, "eval_file": "eval.jsonl",
+                                             "bf16": gpu}, figures)
     _write_jsonl(work / "ppo" / "prompts.jsonl", [{"messages": prompt} for prompt in prompts])
     options = {key: json.loads(value) for key, value in (option.split("=", 1) for option in args.ppo_option)}
     figures["ppo_config"] = {"reward_model": str(probe), "max_steps": args.ppo_steps,
