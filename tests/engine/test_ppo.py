@@ -188,3 +188,19 @@ def test_compiled_ppo_with_the_generate_fallback_runs(tmp_path, tiny_model, caps
     assert code == 0, err
     assert [line["step"] for line in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]
     torch._dynamo.reset()
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(tmp_path, tiny_model, capsys):
+    # weights ~1e30 after the first AdamW update: squared in RMSNorm they overflow, the losses turn NaN
+    run_dir = ppo_run_dir(tmp_path / "run", tiny_model, learning_rate=1e30, max_steps=6, save_every=1)
+
+    code, err = run_in_process(run_dir, capsys)
+
+    assert code == 2, err
+    outcome = json.loads((run_dir / "result.json").read_text())
+    assert outcome["status"] == "failed" and "PPO diverged at step 1: pg_loss" in outcome["error"]
+    assert "Lower learning_rate" in outcome["error"] and "bf16 false" in outcome["error"]
+    # the broken step is logged (the chart shows where it broke), then nothing more: no checkpoint of
+    # step 1 (save_every 1) and no final model, instead of five more steps trained on NaN weights
+    assert [line["step"] for line in read_jsonl(run_dir / "metrics.jsonl")] == [1]
+    assert not list(run_dir.glob("checkpoints/checkpoint-*")) and not (run_dir / "model").exists()

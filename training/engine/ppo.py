@@ -337,7 +337,10 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
             metrics_log.log(
                 step, loss=figures["pg_loss"] + cfg.vf_coef * figures["vf_loss"], total_steps=total_steps, **figures
             )
+        diverged_figures(step, figures)  # logged first: the chart shows where it broke
         stopping = stop.requested_on_any_rank()
+        if step % cfg.save_every == 0 or stopping or step == total_steps:
+            require_finite_weights(step, model)  # a diverged policy is never saved, as checkpoint or final model
         if step % cfg.save_every == 0 or stopping:
             save_checkpoint(cfg, accelerator, model, optimizer, scheduler, tokenizer, run_dir, step)
         if stopping:
@@ -351,6 +354,29 @@ def main(cfg: Config, run_dir: RunDir) -> Result:
         resumed_from=resume and str(resume),
         step=step,
     )
+
+
+DIVERGENCE_HINT = (
+    "Lower learning_rate (or critic_learning_rate), or run with bf16 false: on SmolLM2 with long HH-RLHF prompts "
+    "bf16 runs went NaN within a dozen steps where fp32 did not (bench/RESULTS.md)"
+)
+
+
+def diverged_figures(step: int, figures: dict) -> None:
+    """Stop the run when the step's KL, losses or entropy are not finite: the policy has diverged, and
+    every later step would train on garbage (answers from NaN weights) and save it."""
+    broken = [key for key in ("kl", "pg_loss", "vf_loss", "entropy") if key in figures
+              and not math.isfinite(figures[key])]
+    if broken:
+        raise EngineError(f"PPO diverged at step {step}: {', '.join(broken)} not finite (NaN or inf); nothing "
+                          f"from this step on was saved, the last checkpoint is intact. {DIVERGENCE_HINT}")
+
+
+def require_finite_weights(step: int, model: nn.Module) -> None:
+    """Before a save: every trained weight (policy and critic) must be finite."""
+    if not all(bool(torch.isfinite(weight).all()) for weight in model.parameters() if weight.requires_grad):
+        raise EngineError(f"PPO diverged at step {step}: the trained weights hold NaN or inf; not saved, the last "
+                          f"checkpoint is intact. {DIVERGENCE_HINT}")
 
 
 @torch.no_grad()
