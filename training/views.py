@@ -46,7 +46,10 @@ REWARD_AGREEMENT_DAYS = 90  # the reward model chart's period (the API gives any
 # The figure a run is summed up by, per kind: the first of these it has (key, label).
 HEADLINE_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     RunKind.SFT: (("loss", "loss"), ("train_loss", "train loss"), ("eval_loss", "eval loss")),
-    RunKind.REWARD: (("eval_accuracy", "eval accuracy"), ("train_accuracy_last_epoch", "train accuracy"), ("loss", "loss")),
+    RunKind.REWARD: (
+        ("eval_accuracy", "eval accuracy"), ("cv_accuracy", "cross-validated accuracy"),
+        ("train_accuracy_last_epoch", "train accuracy"), ("train_accuracy", "train accuracy"), ("loss", "loss"),
+    ),
     RunKind.PPO: (("score", "score"), ("rlhf_reward", "RLHF reward"), ("loss", "loss")),
     RunKind.DPO: (
         ("rewards/accuracies", "rewards accuracy"), ("eval_rewards/accuracies", "eval rewards accuracy"),

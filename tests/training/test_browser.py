@@ -152,3 +152,32 @@ def test_the_training_pages_fit_a_phone_without_sideways_scrolling(live_server, 
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, (path, overflow)
     assert page.js_errors == []
+
+
+def test_a_probe_reward_run_reads_well_wide_and_on_a_phone(live_server, page, login, project, make_member, tmp_path):
+    """Screenshots go to $RLHF_SCREENSHOT_DIR when it is set (to look at them), else to the test's tmp folder."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("RLHF_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    manager = make_member(project, Role.MANAGER)
+    figures = {"probe_l2": 3.0, "cv_accuracy": 0.6913, "train_accuracy": 0.803, "eval_accuracy": 0.6784,
+               "eval_pairs": 199, "train_pairs": 797, "probe_features": 5760, "truncated_pairs": 0}
+    probe = trained_model(project, kind=ModelKind.REWARD, run_kind=RunKind.REWARD, metrics=figures,
+                          name="hh-probe", config={"method": "probe", "margin_scale": 0.0})
+    metric_points_add(probe.run, [{"step": 0, **figures}])
+    login(page, manager.username)
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(f"{live_server.url}/projects/{project.pk}/training/")
+        row = page.locator(f"tr[data-run='{probe.run_id}']")
+        assert "eval accuracy 0.6784" in " ".join(row.inner_text().split())
+        page.screenshot(path=str(folder / f"training-probe-run-{width}.png"), full_page=True)
+        page.goto(f"{live_server.url}/projects/{project.pk}/training/runs/{probe.run_id}/")
+        body = " ".join(page.locator("main").inner_text().split())
+        assert "method" in body and "probe" in body
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, (width, overflow)
+        page.screenshot(path=str(folder / f"probe-run-detail-{width}.png"), full_page=True)
+    assert page.js_errors == []

@@ -302,3 +302,16 @@ def test_the_gpu_workers_card_hides_another_projects_run(client, project, make_m
     assert f"run #{theirs.pk}" not in html and "busy with another project's run" in html
     assert "2 GPUs: A100, A100" in html
 
+
+
+def test_a_probe_reward_run_is_summed_up_by_its_cross_validated_accuracy(client, project, make_member):
+    # a probe fitted on every pair (no held-out share) reports cv_accuracy and train_accuracy, not eval_accuracy
+    figures = {"probe_l2": 3.0, "cv_accuracy": 0.6913, "train_accuracy": 0.803, "train_loss": 0.49, "train_pairs": 797}
+    probe = trained_model(project, kind=ModelKind.REWARD, run_kind=RunKind.REWARD,
+                          snapshot_kind=SnapshotKind.PREFERENCES, metrics=figures)
+    client.force_login(make_member(project, Role.MANAGER))
+
+    html = client.get(f"/projects/{project.pk}/training/").content.decode()
+
+    row = dict(re.findall(r'<tr data-run="(\d+)">(.*?)</tr>', html, re.S))[str(probe.run_id)]
+    assert "cross-validated accuracy</span> 0.6913" in row
