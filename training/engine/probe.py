@@ -104,8 +104,8 @@ def fit_linear_preference(
 ) -> LinearFit:
     """Fit P(chosen beats rejected) = sigmoid(differences / scale @ weight - margin), L2 strength by k-fold CV.
 
-    `differences` is [pairs, features] (chosen minus rejected). With fewer than two pairs per fold,
-    or one strength, no cross-validation runs and the (first) strength is used.
+    `differences` is [pairs, features] (chosen minus rejected). With one strength, or fewer than two
+    pairs per fold, no cross-validation runs: the one strength, or the strongest, is used.
     """
     x = differences.double()
     scale = x.std(0, unbiased=False).clamp(min=1e-6) if len(x) > 1 else torch.ones(x.size(1), dtype=x.dtype)
@@ -128,7 +128,7 @@ def fit_linear_preference(
             table.append({"l2": l2, "log_loss": loss / total_weight, "accuracy": correct / total_weight})
         best = min(table, key=lambda row: row["log_loss"])["l2"]
     else:
-        best = l2_grid[0]
+        best = max(l2_grid)
     return LinearFit(scale=scale.float(), weight=_logistic(x, margins, weights, best).float(), l2=best,
                      cross_validation=table)
 

@@ -39,7 +39,7 @@ def tokenize_pairs(pairs: list[dict], tokenizer, max_length: int, *,
     token-wise (`conversations.fit_conversation`): its prompt, shared by both answers, loses its oldest
     turns first, then text from its front; an answer too long alone keeps its end, where the score
     sits. Return the rows (chosen_ids, rejected_ids, margin, weight) and how many pairs were shortened.
-    With `answer_starts`, each row also holds `answer_start`: where both answers begin (`answer_start`).
+    With `answer_starts`, each row also holds `answer_start`, where both answers begin (see `answer_start`).
     """
     if pairs and not tokenizer.chat_template:
         raise EngineError("the model's tokenizer has no chat template to render the pairs with")
