@@ -20,7 +20,7 @@ model reads it; PPO's critic starts from it with a fresh value head), its tokeni
 `reward_probe.safetensors` (scale, weight, bias). `reward_model.load_reward_model` returns this
 module or a sequence classifier, whichever a folder holds. Features take one forward pass per
 conversation and the fit seconds, so a stop (SIGTERM) returns at once with nothing written and a
-rerun starts over, like `score`.
+rerun starts over, like `score`; under torchrun rank 0 does it all, the other ranks return at once.
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ def train(config, run_dir: RunDir, train_pairs: list[dict], eval_pairs: list[dic
 
     from training.engine.reward_model import pad_with_eos_if_missing, tokenize_pairs
 
+    if not is_main_process():  # one process does it all (a forward pass per answer, then a small fit), like score
+        return Result(status="succeeded", paths={"model": str(run_dir.final_model)}, step=0)
     stop = StopSignal().install()
     source = run_dir.model_source(config.model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -242,12 +244,11 @@ def train(config, run_dir: RunDir, train_pairs: list[dict], eval_pairs: list[dic
         figures.update(_accuracy("eval", *eval_features, eval_rows, fit))
     MetricsLog(run_dir.metrics_file, resume_step=0).log(0, **figures)
 
-    if is_main_process():
-        with atomic_directory(run_dir.final_model) as folder:
-            language_model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-            save_config(config, folder / "engine_config.json")
-            save_probe(model, folder, l2=fit.l2, cross_validation=fit.cross_validation)
+    with atomic_directory(run_dir.final_model) as folder:
+        language_model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        save_config(config, folder / "engine_config.json")
+        save_probe(model, folder, l2=fit.l2, cross_validation=fit.cross_validation)
     return Result(status="succeeded", metrics=figures, paths={"model": str(run_dir.final_model)}, step=0)
 
 
