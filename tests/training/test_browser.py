@@ -95,9 +95,12 @@ def test_the_loop_card_shows_progress_and_runs_a_step_now(live_server, page, log
     page.click("#action-training")
     sft = page.locator("li.tr-step[data-step='sft']")
     assert sft.locator("[data-waiting]").inner_text() == "3 of 8 new accepted demonstrations"
-    bar = sft.locator(".tr-progress-bar")
-    assert bar.evaluate("bar => bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width") \
-        == pytest.approx(0.375, abs=0.01)
+    # the bar grows to its width over a 0.4 s transition once app.js has applied data-width: wait for it
+    page.wait_for_function(
+        "() => { const bar = document.querySelector(\"li.tr-step[data-step='sft'] .tr-progress-bar\");"
+        " return Math.abs(bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width"
+        " - 0.375) < 0.01; }"
+    )
     assert page.locator("#loop-enabled").inner_text() == "off"
 
     sft.get_by_role("button", name="Run this step now").click()

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.celery]
 STALE_SECONDS = 5  # a holder silent this long is dead (heartbeats come every second)
 STALE = {"RLHF_RUN_STALE_AFTER_SECONDS": str(STALE_SECONDS)}
 MAX_STEPS = 200
-EVERY_LOGGED_STEP = list(range(5, MAX_STEPS + 1, 5))  # sft_config logs every 5 steps
+LONG_MAX_STEPS = 1000
 
 
 @pytest.fixture
@@ -45,20 +45,21 @@ def processes(data_root, tmp_path, transactional_db):
         tracked.close()
 
 
-def _sft_run(project):
+def _sft_run(project, max_steps: int = MAX_STEPS):
     base = tiny_base(project)
     accepted_demonstrations(project, 6)
-    return run_trigger(project=project, kind="sft", input_model=base, config_overrides=sft_config(max_steps=MAX_STEPS))
+    return run_trigger(project=project, kind="sft", input_model=base, config_overrides=sft_config(max_steps=max_steps))
 
 
-def _assert_finished_once(run, folder) -> None:
+def _assert_finished_once(run, folder, max_steps: int = MAX_STEPS) -> None:
     """Succeeded, one model version, each logged step once in metrics.jsonl and in the database."""
+    every_logged_step = list(range(5, max_steps + 1, 5))  # sft_config logs every 5 steps
     assert run.state == RunState.SUCCEEDED, run.error
     assert ModelVersion.objects.filter(project=run.project, kind=ModelKind.SFT).count() == 1
     assert run.output_model.storage_path.endswith("/model")
-    assert logged_steps(folder) == EVERY_LOGGED_STEP
-    assert list(MetricPoint.objects.filter(run=run).values_list("step", flat=True)) == EVERY_LOGGED_STEP
-    assert run.step == MAX_STEPS
+    assert logged_steps(folder) == every_logged_step
+    assert list(MetricPoint.objects.filter(run=run).values_list("step", flat=True)) == every_logged_step
+    assert run.step == max_steps
 
 
 def test_a_run_whose_worker_and_engine_are_killed_resumes_from_its_newest_checkpoint_once(
@@ -216,21 +217,23 @@ def test_a_worker_cut_off_from_the_database_stops_its_engine_before_the_run_can_
     try:
         processes.worker("cut-off", DATABASE_URL=proxy.database_url(), **STALE)
         processes.beat(RLHF_RECONCILE_SECONDS="2")  # the reconciler runs on that worker: cut off too
-        run = _sft_run(project)
+        # long enough to outlast the worker's noticing (STALE_SECONDS of silence, then SIGTERM): 200 steps
+        # of the tiny model can end in ~6 s on a fast machine, before the stop arrives
+        run = _sft_run(project, max_steps=LONG_MAX_STEPS)
         folder = run_folder(run)
         wait_for(lambda: complete_checkpoints(folder), what="a complete checkpoint")
 
         proxy.cut()
         wait_for(lambda: not engine_pids(folder), timeout=120, what="the engine to stop")
         stopped = result_json(folder)
-        assert stopped["status"] == "stopped" and stopped["step"] < MAX_STEPS
+        assert stopped["status"] == "stopped" and stopped["step"] < LONG_MAX_STEPS
         kept = folder / "checkpoints" / f"checkpoint-{stopped['step']}"
         proxy.restore()
         run = run_finished(run)
     finally:
         proxy.close()
 
-    _assert_finished_once(run, folder)
+    _assert_finished_once(run, folder, max_steps=LONG_MAX_STEPS)
     assert run.attempt == 2 and result_json(folder)["resumed_from"] == str(kept)
     log = (folder / "engine.log").read_text()
     assert log.index("sft: stopped") < log.index("==== attempt 2 ")  # never two engines at once
