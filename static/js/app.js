@@ -31,6 +31,13 @@
 
   // Bars and markers sized by the server (data-width="37.5%", data-left="10%"): style attributes in
   // the HTML would need 'unsafe-inline'; styles set through the DOM do not.
-  document.querySelectorAll("[data-width]").forEach((node) => { node.style.width = node.dataset.width; });
+  // At load they take their width at once (a bar with a width transition would grow in from 0); later
+  // changes (live progress) still animate.
+  document.querySelectorAll("[data-width]").forEach((node) => {
+    node.style.transition = "none";
+    node.style.width = node.dataset.width;
+    void node.offsetWidth; // apply the width before the transition comes back
+    node.style.transition = "";
+  });
   document.querySelectorAll("[data-left]").forEach((node) => { node.style.left = node.dataset.left; });
 })();
