@@ -157,8 +157,9 @@ def test_fit_picks_the_strength_by_cross_validation_and_stronger_shrinks_the_wei
     assert [row["l2"] for row in fit.cross_validation] == [1e-3, 1.0, 1e3]
     assert fit.l2 != 1e3  # shrinking every weight to almost nothing loses to the others
     assert strong.weight.norm() < weak.weight.norm() / 10
-    cosine = torch.nn.functional.cosine_similarity(fit.weight * 1, direction / fit.scale, dim=0)
-    assert cosine > 0.8  # it recovers the hidden direction
+    # the fitted score on raw features is weight / scale: it points along the hidden direction
+    cosine = torch.nn.functional.cosine_similarity(fit.weight / fit.scale, direction, dim=0)
+    assert cosine > 0.8
     assert weak.cross_validation == []  # one strength: nothing to pick
 
 

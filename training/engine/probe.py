@@ -158,18 +158,12 @@ def answer_mask(attention_mask: torch.Tensor, starts: torch.Tensor) -> torch.Ten
 
 def collate_conversations(sequences: list[list[int]], starts: list[int], *, pad_token_id: int) -> dict:
     """Right-pad conversations; return what `ProbeRewardModel` takes."""
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for index, ids in enumerate(sequences):
-        input_ids[index, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[index, : len(ids)] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "answer_mask": answer_mask(attention_mask, torch.tensor(starts)),
-        "last_index": attention_mask.sum(1) - 1,
-    }
+    from training.engine.reward_model import right_pad
+
+    batch = right_pad(sequences, pad_token_id=pad_token_id)
+    attention_mask = batch["attention_mask"]
+    return {**batch, "answer_mask": answer_mask(attention_mask, torch.tensor(starts)),
+            "last_index": attention_mask.sum(1) - 1}
 
 
 def pair_features(model: ProbeRewardModel, rows: list[dict], *, pad_token_id: int, device, autocast_bf16: bool,

@@ -93,7 +93,12 @@ def answer_start(tokenizer, prompt: list[dict], *conversations: list[int]) -> in
 
 def collate_pairs(rows: list[dict[str, Any]], *, pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad the chosen rows, then the rejected rows, into one batch (TRL's preference layout)."""
-    sequences = [row["chosen_ids"] for row in rows] + [row["rejected_ids"] for row in rows]
+    return right_pad([row["chosen_ids"] for row in rows] + [row["rejected_ids"] for row in rows],
+                     pad_token_id=pad_token_id)
+
+
+def right_pad(sequences: list[list[int]], *, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Token id lists as one right-padded batch: input_ids and attention_mask."""
     width = max(len(ids) for ids in sequences)
     input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
